@@ -1,0 +1,84 @@
+"""Evaluate a saved model: ``python -m fer_keras.evaluate --model_path=runs/x/best.keras --dataset=fer2013 --data_dir=... --split=val``.
+
+Writes ``<output_dir>/report.json`` (accuracy, mean per-class accuracy "Ave", per-class
+sensitivity / precision / F1, confusion matrix counts and row-normalised) and the two
+confusion matrices as PNG. ``--ten_crop`` averages the scores of 4 corner + centre crops and
+their mirrors.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+from absl import app, flags
+
+FLAGS = flags.FLAGS
+
+
+def write_report(model, images: np.ndarray, targets: np.ndarray, class_names, spec, output_dir: str, use_ten_crop: bool = False, title: str = "", batch_size: int = 256) -> dict:
+    """Score ``model`` on aligned faces, write ``report.json`` and confusion PNGs, return the report."""
+    from fer_keras.metrics import classification_report
+    from fer_keras.plots import plot_confusion_matrix
+    from fer_keras.training.loop import predict_scores
+
+    scores = predict_scores(model, images, spec, batch_size, use_ten_crop)
+    report = classification_report(targets, scores, class_names)
+    report.update({"ten_crop": use_ten_crop, "title": title})
+    os.makedirs(output_dir, exist_ok=True)
+    matrix = np.asarray(report["confusion_matrix"])
+    plot_confusion_matrix(matrix, class_names, os.path.join(output_dir, "confusion_counts.png"), normalize=False, title=f"{title} (counts)")
+    plot_confusion_matrix(matrix, class_names, os.path.join(output_dir, "confusion_normalized.png"), normalize=True, title=f"{title} (row-normalised)")
+    path = os.path.join(output_dir, "report.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(report, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return report
+
+
+def spec_for_model(model):
+    """The registered input spec for ``model.name``, else one inferred from its ``face`` input."""
+    from fer_keras.input_spec import InputSpec
+    from fer_keras.registry import get_model_entry, model_names
+
+    if model.name in model_names():
+        return get_model_entry(model.name).input_spec
+    height, width, channels = model.inputs[0].shape[1:]
+    return InputSpec(image_size=(height, width), source_size=(height, width), channels=channels)
+
+
+def main(argv):
+    del argv
+    import keras
+
+    from pipelines.datasets.splits import default_splits
+    from pipelines.datasets import load_arrays, open_dataset
+
+    model = keras.saving.load_model(FLAGS.model_path, safe_mode=True)
+    spec = spec_for_model(model)
+    split = FLAGS.split or default_splits(FLAGS.dataset)[1]
+    options = {"label_mode": FLAGS.label_mode} if FLAGS.label_mode else {}
+    arrays = load_arrays(open_dataset(FLAGS.dataset, FLAGS.data_dir, split, **options), image_size=spec.source_size, channels=spec.channels, limit=FLAGS.limit)
+    if arrays.skipped.total:
+        print(f"{FLAGS.dataset}/{split}: {arrays.skipped.summary()}")
+    output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model_path)), f"eval-{FLAGS.dataset}-{split}{'-tencrop' if FLAGS.ten_crop else ''}")
+    title = f"{model.name} on {FLAGS.dataset}/{split}{' ten-crop' if FLAGS.ten_crop else ''}"
+    report = write_report(model, arrays.images, arrays.targets, arrays.class_names, spec, output_dir, FLAGS.ten_crop, title)
+    print(f"{title}: accuracy {report['accuracy']:.4f}, mean per-class accuracy {report['mean_class_accuracy']:.4f} on {report['num_examples']} images")
+    for name, row in report["per_class"].items():
+        print(f"  {name:>9s}: sensitivity {row['sensitivity']:.3f} precision {row['precision']:.3f} F1 {row['f1']:.3f} (n={row['support']})")
+    print(f"Report and confusion matrices in {output_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("model_path", None, "A .keras model file.", required=True)
+    flags.DEFINE_string("dataset", "fer2013", "Data set adapter name (see fer_keras.train --help).")
+    flags.DEFINE_string("data_dir", None, "Root of the data set.")
+    flags.DEFINE_string("split", None, "Split to evaluate (default: the data set's validation split).")
+    flags.DEFINE_string("label_mode", None, "FER+ label mode.")
+    flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation.")
+    flags.DEFINE_integer("limit", None, "Evaluate at most this many images.")
+    flags.DEFINE_string("output_dir", None, "Where to write report.json and PNGs (default beside the model).")
+    app.run(main)

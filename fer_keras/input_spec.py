@@ -1,0 +1,43 @@
+"""The contract between pipelines and models: what a model eats, declared next to it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class InputSpec:
+    """Input contract of a model.
+
+    Args:
+        image_size: (height, width) of the network's ``face`` input (the crop).
+        source_size: (height, width) of the aligned face the pipeline starts from; training
+            takes random crops of ``image_size`` from it, evaluation the centre crop (or
+            ten crops). FER2013 papers crop 44x44 from 48x48.
+        channels: 1 (grayscale) or 3 (RGB).
+        regions: extra inputs cut from the aligned face, name -> (height, width), e.g.
+            MrCAR's ``{"eyes": (24, 44), "mouth": (24, 44)}``. Empty for single-input models.
+    """
+
+    image_size: tuple[int, int] = (44, 44)
+    source_size: tuple[int, int] = (48, 48)
+    channels: int = 1
+    regions: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels}")
+        if any(i > s for i, s in zip(self.image_size, self.source_size)):
+            raise ValueError(
+                f"image_size must fit inside source_size. Received: image_size={self.image_size}, "
+                f"source_size={self.source_size}"
+            )
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return ("face",) + tuple(self.regions)
+
+    def input_shapes(self) -> dict[str, tuple[int, int, int]]:
+        shapes = {"face": (*self.image_size, self.channels)}
+        shapes.update({name: (*size, self.channels) for name, size in self.regions.items()})
+        return shapes

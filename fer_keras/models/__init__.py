@@ -1,0 +1,3 @@
+"""Built-in models; importing this package registers them."""
+
+from fer_keras.models import baseline  # noqa: F401

@@ -1,0 +1,153 @@
+"""PNG plots written by train/evaluate: confusion matrix and training curves.
+
+Matplotlib is imported inside the functions and drives an Agg canvas directly (no pyplot,
+no global backend switch), so importing ``fer_keras`` needs no display and never changes
+the caller's matplotlib state. Files are written to a temporary file in the target folder
+and moved into place with ``os.replace``, so a half-written PNG is never visible.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+
+
+def _new_figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(width, height), dpi=100)
+    FigureCanvasAgg(figure)
+    return figure
+
+
+def _save_atomically(figure: Any, path: str | os.PathLike) -> str:
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    os.makedirs(folder, exist_ok=True)
+    handle, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            figure.savefig(stream, format="png")
+        os.replace(tmp_path, path)
+    except BaseException:
+        if os.path.exists(tmp_path):
+            os.remove(tmp_path)
+        raise
+    return path
+
+
+def plot_confusion_matrix(
+    matrix: Any,
+    class_names: Sequence[str],
+    path: str | os.PathLike,
+    normalize: bool = True,
+    title: str | None = None,
+) -> str:
+    """Write a confusion matrix ``[true][pred]`` as an annotated heat map PNG.
+
+    Args:
+        matrix: ``[C, C]`` counts (or already normalised values).
+        class_names: The ``C`` class names, in id order.
+        path: Output PNG file; parent folders are created.
+        normalize: Divide each row by its sum (rows summing to 0 stay 0) and show
+            fractions; otherwise show the values as given (integers without decimals).
+        title: Figure title; defaults to "Confusion matrix" (+ "(row-normalised)").
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: ``matrix`` is not square or does not match ``class_names``.
+    """
+    values = np.asarray(matrix, dtype=np.float64)
+    names = [str(name) for name in class_names]
+    if values.ndim != 2 or values.shape[0] != values.shape[1] or values.shape[0] != len(names):
+        raise ValueError(
+            f"matrix must be [C, C] with C={len(names)} class names. Received shape {values.shape}."
+        )
+    if normalize:
+        sums = values.sum(axis=1, keepdims=True)
+        values = np.divide(values, sums, out=np.zeros_like(values), where=sums != 0)
+    if title is None:
+        title = "Confusion matrix (row-normalised)" if normalize else "Confusion matrix"
+
+    size = max(4.5, 0.75 * len(names) + 2.5)
+    figure = _new_figure(size + 1.0, size)
+    axes = figure.add_subplot(1, 1, 1)
+    vmax = 1.0 if normalize else max(float(values.max()), 1e-12)
+    image = axes.imshow(values, interpolation="nearest", cmap="Blues", vmin=0.0, vmax=vmax)
+    figure.colorbar(image, ax=axes, fraction=0.046, pad=0.04)
+    ticks = np.arange(len(names))
+    axes.set_xticks(ticks, labels=names, rotation=45, ha="right")
+    axes.set_yticks(ticks, labels=names)
+    axes.set_xlabel("Predicted")
+    axes.set_ylabel("True")
+    axes.set_title(title)
+    integral = not normalize and np.all(values == np.round(values))
+    fontsize = 9 if len(names) <= 8 else 7
+    for i in range(len(names)):
+        for j in range(len(names)):
+            value = values[i, j]
+            text = f"{int(value)}" if integral else f"{value:.2f}"
+            color = "white" if value > 0.5 * vmax else "black"
+            axes.text(j, i, text, ha="center", va="center", color=color, fontsize=fontsize)
+    figure.tight_layout()
+    return _save_atomically(figure, path)
+
+
+def _accuracy_key(history: Mapping[str, Sequence[float]]) -> str | None:
+    for key in ("accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy"):
+        if key in history:
+            return key
+    candidates = sorted(k for k in history if "acc" in k and not k.startswith("val_"))
+    return candidates[0] if candidates else None
+
+
+def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike, title: str | None = None) -> str:
+    """Write training curves (train vs ``val_``) for loss and accuracy to a PNG.
+
+    Args:
+        history: Keras ``History.history``-style dict, e.g. ``{"loss": [...],
+            "val_loss": [...], "accuracy": [...], "val_accuracy": [...]}``. The accuracy
+            panel uses ``accuracy`` (or ``acc`` / ``*accuracy``) and is left out if absent.
+        path: Output PNG file; parent folders are created.
+        title: Optional figure title.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: neither a loss nor an accuracy series is present.
+    """
+    panels = []
+    if "loss" in history or "val_loss" in history:
+        panels.append(("loss", "Loss"))
+    accuracy_key = _accuracy_key(history)
+    if accuracy_key is None and any(k.startswith("val_") and "acc" in k for k in history):
+        accuracy_key = next(k for k in sorted(history) if k.startswith("val_") and "acc" in k)[4:]
+    if accuracy_key is not None:
+        panels.append((accuracy_key, "Accuracy"))
+    if not panels:
+        raise ValueError(f"history has no loss or accuracy series. Keys: {sorted(history)}")
+
+    figure = _new_figure(5.0 * len(panels), 4.0)
+    for index, (key, label) in enumerate(panels, start=1):
+        axes = figure.add_subplot(1, len(panels), index)
+        for name, style in ((key, "-o"), (f"val_{key}", "-s")):
+            series = [float(v) for v in history.get(name, [])]
+            if series:
+                epochs = np.arange(1, len(series) + 1)
+                axes.plot(epochs, series, style, markersize=3, label="val" if name.startswith("val_") else "train")
+        axes.set_xlabel("Epoch")
+        axes.set_ylabel(label)
+        axes.set_title(label)
+        axes.grid(True, alpha=0.3)
+        axes.legend()
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return _save_atomically(figure, path)

@@ -1,0 +1,1 @@
+"""Training: one custom loop for every tf.distribute strategy."""

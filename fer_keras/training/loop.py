@@ -1,0 +1,281 @@
+"""The training loop: one custom loop for the default, mirrored and multi-worker strategies.
+
+Why not ``model.fit``: Keras 3 ``fit`` fails under ``MultiWorkerMirroredStrategy``
+(keras-team/keras#20585, ``Attempt to convert a value (PerReplica...)``). One loop written
+with ``strategy.run`` over a distributed dataset behaves the same under every strategy, so
+losses with state and the metrics agree everywhere.
+
+What it keeps from ``fit``: a Keras progress bar, per-epoch CSV history and TensorBoard
+scalars, the best-on-validation ``.keras`` model, and resumption. The role of Keras'
+``BackupAndRestore`` is played by a ``tf.train.CheckpointManager`` saved every
+``checkpoint_every`` steps and at each epoch end: the model, the optimiser, the epoch and the
+step inside it. Each epoch's data order and augmentation depend only on ``(seed, epoch)``
+(``pipelines.input.train_dataset``), and a resumed run skips the batches already done, so it
+continues where the killed one stopped.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import os
+import shutil
+import tempfile
+import time
+from typing import Callable
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from fer_keras.input_spec import InputSpec
+from fer_keras.metrics import classification_report
+from fer_keras.training.schedules import learning_rate_at, make_optimizer
+from fer_keras.training.strategy import task_info
+from pipelines import input as input_pipeline
+
+HISTORY_FIELDS = ("epoch", "learning_rate", "loss", "accuracy", "val_loss", "val_accuracy", "val_mean_class_accuracy", "seconds", "images_per_sec")
+
+
+@dataclasses.dataclass
+class LoopConfig:
+    """Settings of one run of the loop (the CLI fills them from flags and presets)."""
+
+    epochs: int = 10
+    batch_size: int = 64
+    optimizer: str = "adam"
+    learning_rate: float = 1e-3
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    lr_decay_start: int = 0
+    lr_decay_every: int = 1
+    lr_decay_factor: float = 0.1
+    seed: int = 0
+    oversample: bool = False
+    class_weighting: bool = False
+    augmentation: input_pipeline.Augmentation = dataclasses.field(default_factory=input_pipeline.Augmentation)
+    checkpoint_every: int = 200
+    eval_batch_size: int = 256
+    verbose: int = 1
+
+
+class Trainer:
+    """Trains a model built by ``build_fn`` under ``strategy``, writing into ``output_dir``.
+
+    Args:
+        build_fn: callable returning an uncompiled ``keras.Model`` whose output is class
+            probabilities; called inside the strategy scope.
+        spec: InputSpec of the model.
+        num_classes: int.
+        config: LoopConfig.
+        output_dir: str. Receives ``checkpoints/``, ``history.csv``, ``logs/``, ``best.keras``.
+        strategy: a ``tf.distribute.Strategy``.
+    """
+
+    def __init__(self, build_fn: Callable[[], keras.Model], spec: InputSpec, num_classes: int, config: LoopConfig, output_dir: str, strategy: tf.distribute.Strategy):
+        self.spec, self.num_classes, self.config, self.strategy = spec, num_classes, config, strategy
+        self.output_dir = output_dir
+        self.is_chief, task_id = task_info(strategy)
+        # Non-chief workers must save too (collectives), into scratch space that is thrown away.
+        self.write_dir = output_dir if self.is_chief else tempfile.mkdtemp(prefix=f"fer_keras_worker{task_id}_")
+        with strategy.scope():
+            self.model = build_fn()
+            self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, config.weight_decay)
+            self.optimizer.build(self.model.trainable_variables)
+            self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
+            self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
+            self.best_val_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_accuracy")
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch, best_val_accuracy=self.best_val_accuracy)
+        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.write_dir, "checkpoints"), max_to_keep=2)
+        self._train_step = None
+
+    # -- resumption -------------------------------------------------------------------
+    def restore(self) -> bool:
+        """Restore the latest checkpoint if there is one; True when a run is resumed."""
+        latest = tf.train.latest_checkpoint(os.path.join(self.output_dir, "checkpoints"))
+        if latest is None:
+            return False
+        self.checkpoint.restore(latest).assert_existing_objects_matched()
+        return True
+
+    def _save_checkpoint(self) -> None:
+        self.manager.save()
+
+    # -- the distributed step ---------------------------------------------------------
+    def _make_train_step(self, global_batch: int):
+        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+
+        def replica_step(inputs, targets, weights):
+            with tf.GradientTape() as tape:
+                probabilities = model(inputs, training=True)
+                per_example = _per_example_loss(targets, probabilities) * weights
+                loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
+                if model.losses:
+                    loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
+            gradients = tape.gradient(loss, model.trainable_variables)
+            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            correct = tf.reduce_sum(tf.cast(tf.equal(_labels(targets), tf.argmax(probabilities, axis=-1, output_type=tf.int32)), tf.float32))
+            return tf.reduce_sum(tf.cast(per_example, tf.float32)), correct
+
+        @tf.function
+        def train_step(iterator):
+            loss_sum, correct = strategy.run(replica_step, args=next(iterator))
+            return strategy.reduce("SUM", loss_sum, axis=None), strategy.reduce("SUM", correct, axis=None)
+
+        return train_step
+
+    # -- training ---------------------------------------------------------------------
+    def fit(self, train_images: np.ndarray, train_targets: np.ndarray, val_images: np.ndarray, val_targets: np.ndarray) -> list[dict]:
+        """Train from the restored (or initial) state to ``config.epochs``; returns the history rows."""
+        cfg = self.config
+        global_batch = cfg.batch_size
+        if global_batch % self.strategy.num_replicas_in_sync:
+            raise ValueError(f"batch_size {global_batch} must be divisible by the {self.strategy.num_replicas_in_sync} replicas.")
+        steps = len(train_images) // global_batch
+        if steps == 0:
+            raise ValueError(f"batch_size {global_batch} is larger than the {len(train_images)} training images.")
+        weights = input_pipeline.class_weights(train_targets, self.num_classes) if cfg.class_weighting else None
+        train_step = self._make_train_step(global_batch)
+        history = self._read_history()
+        writer = tf.summary.create_file_writer(os.path.join(self.write_dir, "logs")) if self.is_chief else None
+
+        while int(self.epoch.numpy()) < cfg.epochs:
+            epoch = int(self.epoch.numpy())
+            first_step = int(self.step_in_epoch.numpy())
+            lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor)
+            self.optimizer.learning_rate.assign(lr)
+            dataset = input_pipeline.train_dataset(train_images, train_targets, self.spec, global_batch, epoch=epoch, seed=cfg.seed, augmentation=cfg.augmentation, oversample=cfg.oversample, weights=weights)
+            dataset = dataset.skip(first_step)
+            iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
+            if self.is_chief and cfg.verbose:
+                print(f"Epoch {epoch + 1}/{cfg.epochs} (lr {lr:.3g})" + (f", resuming at step {first_step}" if first_step else ""), flush=True)
+            progbar = keras.utils.Progbar(steps, verbose=cfg.verbose if self.is_chief else 0, stateful_metrics=["loss", "accuracy", "img/s"])
+            loss_sum = correct = 0.0
+            seen = 0
+            warmup = min(steps - first_step - 1, max(5, (steps - first_step) // 10))
+            start = time.perf_counter()
+            steady_start, steady_images = None, 0
+            for step in range(first_step, steps):
+                batch_loss, batch_correct = train_step(iterator)
+                loss_sum += float(batch_loss)
+                correct += float(batch_correct)
+                seen += global_batch
+                if step - first_step == warmup:
+                    steady_start = time.perf_counter()
+                elif steady_start is not None:
+                    steady_images += global_batch
+                rate = steady_images / (time.perf_counter() - steady_start) if steady_images else 0.0
+                progbar.update(step + 1, [("loss", loss_sum / seen), ("accuracy", correct / seen), ("img/s", rate)])
+                self.step_in_epoch.assign(step + 1)
+                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+                    self._save_checkpoint()
+            train_end = time.perf_counter()
+            seconds = train_end - start
+            steady_rate = steady_images / (train_end - steady_start) if steady_images else seen / max(seconds, 1e-9)
+            val = evaluate_arrays(self.model, val_images, val_targets, self.spec, self.num_classes, cfg.eval_batch_size)
+            row = {
+                "epoch": epoch + 1,
+                "learning_rate": lr,
+                "loss": loss_sum / max(seen, 1),
+                "accuracy": correct / max(seen, 1),
+                "val_loss": val["loss"],
+                "val_accuracy": val["accuracy"],
+                "val_mean_class_accuracy": val["mean_class_accuracy"],
+                "seconds": seconds,
+                "images_per_sec": steady_rate,
+            }
+            history.append(row)
+            if self.is_chief and cfg.verbose:
+                print(f"  val_loss {row['val_loss']:.4f}  val_accuracy {row['val_accuracy']:.4f}  val_mean_class_accuracy {row['val_mean_class_accuracy']:.4f}  {seconds:.0f}s", flush=True)
+            improved = row["val_accuracy"] > float(self.best_val_accuracy.numpy())
+            if improved:
+                self.best_val_accuracy.assign(row["val_accuracy"])
+                self._save_model("best.keras")
+            self.epoch.assign(epoch + 1)
+            self.step_in_epoch.assign(0)
+            self._write_history(history)
+            if writer is not None:
+                with writer.as_default(step=epoch + 1):
+                    for key in HISTORY_FIELDS[1:]:
+                        tf.summary.scalar(key, row[key])
+                writer.flush()
+            self._save_checkpoint()
+        if not self.is_chief:
+            shutil.rmtree(self.write_dir, ignore_errors=True)
+        return history
+
+    # -- files --------------------------------------------------------------------------
+    def _save_model(self, name: str) -> None:
+        if self.is_chief:
+            save_model_atomically(self.model, os.path.join(self.output_dir, name))
+
+    def _history_path(self) -> str:
+        return os.path.join(self.output_dir, "history.csv")
+
+    def _read_history(self) -> list[dict]:
+        """Rows of epochs already finished (a resumed run keeps them, drops any later ones)."""
+        path = self._history_path()
+        if not os.path.exists(path):
+            return []
+        with open(path, newline="") as f:
+            rows = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        done = int(self.epoch.numpy())
+        return [dict(row, epoch=int(row["epoch"])) for row in rows if row["epoch"] <= done]
+
+    def _write_history(self, history: list[dict]) -> None:
+        if not self.is_chief:
+            return
+        path = self._history_path()
+        with open(path + ".tmp", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=HISTORY_FIELDS)
+            writer.writeheader()
+            writer.writerows(history)
+        os.replace(path + ".tmp", path)
+
+
+def save_model_atomically(model: keras.Model, path: str) -> None:
+    """``model.save`` to a temporary name, then rename: readers never see half a file."""
+    tmp = path[: -len(".keras")] + ".tmp.keras"
+    model.save(tmp)
+    os.replace(tmp, path)
+
+
+def _labels(targets: tf.Tensor) -> tf.Tensor:
+    """Class ids from ids ``[N]`` or distributions ``[N, K]`` (argmax)."""
+    if targets.shape.rank == 2:
+        return tf.argmax(targets, axis=-1, output_type=tf.int32)
+    return tf.cast(targets, tf.int32)
+
+
+def _per_example_loss(targets: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
+    """Cross-entropy per example against class ids or label distributions (FER+ soft targets)."""
+    probabilities = tf.cast(probabilities, tf.float32)
+    if targets.shape.rank == 2:
+        return keras.losses.categorical_crossentropy(tf.cast(targets, tf.float32), probabilities)
+    return keras.losses.sparse_categorical_crossentropy(targets, probabilities)
+
+
+def predict_scores(model: keras.Model, images: np.ndarray, spec: InputSpec, batch_size: int = 256, use_ten_crop: bool = False) -> np.ndarray:
+    """Class probabilities ``[N, K]`` for aligned faces, centre crop or ten-crop averaged."""
+    dataset = input_pipeline.eval_dataset(images, np.zeros(len(images), np.int32), spec, batch_size, use_ten_crop)
+    forward = tf.function(lambda inputs: tf.cast(model(inputs, training=False), tf.float32))
+    scores = []
+    for inputs, _, _ in dataset:
+        batch_scores = forward(inputs).numpy()
+        if use_ten_crop:
+            batch_scores = batch_scores.reshape(-1, 10, batch_scores.shape[-1]).mean(axis=1)
+        scores.append(batch_scores)
+    return np.concatenate(scores)
+
+
+def evaluate_arrays(model, images, targets, spec, num_classes, batch_size=256, use_ten_crop=False) -> dict:
+    """Loss, accuracy and mean per-class accuracy on arrays (a local pass, no collectives)."""
+    scores = predict_scores(model, images, spec, batch_size, use_ten_crop)
+    labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
+    if targets.ndim == 1:
+        loss = -np.mean(np.log(np.clip(scores[np.arange(len(labels)), labels], 1e-7, 1.0)))
+    else:
+        loss = -np.mean(np.sum(targets * np.log(np.clip(scores, 1e-7, 1.0)), axis=1))
+    report = classification_report(labels, scores, class_names=[str(k) for k in range(num_classes)])
+    return {"loss": float(loss), "accuracy": report["accuracy"], "mean_class_accuracy": report["mean_class_accuracy"], "scores": scores}

@@ -1,0 +1,80 @@
+"""CK+ (Lucey, Cohn, Kanade, Saragih, Ambadar, Matthews, "The Extended Cohn-Kanade Dataset
+(CK+): A complete dataset for action unit and emotion-specified expression", CVPR
+Workshops 2010), in the common class-folder form (e.g. CK+48)::
+
+    <data_dir>/<emotion>/S010_004_00000017.png    (subject S010, sequence 004, frame 17)
+
+Emotion folders (anger, contempt, disgust, fear, happy, sadness, surprise, and neutral when
+present) map to BASIC8; absent classes are allowed (CK+48 has no neutral folder). The
+subject id is parsed into ``meta["subject"]``; use :func:`subject_folds` for
+subject-independent cross-validation.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from pipelines.datasets.base import FileDataset, Record
+from pipelines.datasets.class_folder import list_images, scan_class_folders
+from pipelines.labels import BASIC8, canonical_name
+
+NAME_RE = re.compile(r"^(S\d+)_(\d+)_(\d+)")
+
+
+def subject_folds(subjects, k: int, seed: int = 0) -> list[np.ndarray]:
+    """Split examples into ``k`` subject-independent folds.
+
+    Args:
+        subjects: one subject id per example (e.g. ``LoadedArrays.meta[i]["subject"]``).
+        k: number of folds (<= number of distinct subjects).
+        seed: shuffles the subjects before assignment.
+
+    Returns: ``k`` sorted int arrays of example indices; every example is in exactly one
+    fold and all examples of a subject are in the same fold. Subjects are assigned, in a
+    seeded random order, to the fold with the fewest examples so far (balanced sizes).
+    """
+    subjects = list(subjects)
+    unique = sorted(set(subjects))
+    if not 2 <= k <= len(unique):
+        raise ValueError(f"k must be between 2 and the number of subjects ({len(unique)}). Received: k={k}")
+    order = np.random.default_rng(seed).permutation(len(unique))
+    by_subject: dict = {}
+    for i, s in enumerate(subjects):
+        by_subject.setdefault(s, []).append(i)
+    folds: list[list[int]] = [[] for _ in range(k)]
+    for j in order:
+        smallest = min(range(k), key=lambda f: len(folds[f]))
+        folds[smallest].extend(by_subject[unique[j]])
+    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+
+
+class CKPlus(FileDataset):
+    """CK+ class folders (see module docstring). One split only (``all``); fold by subject."""
+
+    name = "ckplus"
+    class_names = BASIC8
+    layout = "<data_dir>/<emotion>/S<subject>_<sequence>_<frame>.png"
+
+    def __init__(self, data_dir, split="all", on_error="skip", channels=None):
+        super().__init__(data_dir, split, on_error)
+        if split not in ("all", None, ""):
+            raise ValueError(f"CK+ has no predefined splits; use split='all' and subject_folds(). Received: {split!r}")
+        self.split = "all"
+        self.channels = channels
+
+    def _records(self) -> list[Record]:
+        folders = scan_class_folders(self.data_dir, BASIC8, canonical_name, allow_missing_classes=True)
+        out = []
+        for folder, name in sorted(folders.items(), key=lambda kv: BASIC8.index(kv[1])):
+            for path in list_images(folder):
+                match = NAME_RE.match(os.path.basename(path))
+                if match is None:
+                    self.skip_or_raise("file name is not S<subject>_<sequence>_<frame>", path)
+                    continue
+                meta = {"path": path, "split": self.split, "subject": match.group(1),
+                        "sequence": match.group(2), "frame": int(match.group(3))}
+                out.append(Record(path, BASIC8.index(name), meta))
+        return out

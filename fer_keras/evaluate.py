@@ -38,14 +38,25 @@ def write_report(model, images: np.ndarray, targets: np.ndarray, class_names, sp
 
 
 def spec_for_model(model):
-    """The registered input spec for ``model.name``, else one inferred from its ``face`` input."""
+    """The input spec a saved model was trained with.
+
+    The registered spec of ``model.name`` (or of one of its presets) whose input sizes match
+    the model's inputs; otherwise one read off the model's inputs, with no crop margin.
+    """
     from fer_keras.input_spec import InputSpec
     from fer_keras.registry import get_model_entry, model_names
 
+    shapes = {tensor.name.split(":")[0]: tuple(tensor.shape[1:]) for tensor in model.inputs}
     if model.name in model_names():
-        return get_model_entry(model.name).input_spec
-    height, width, channels = model.inputs[0].shape[1:]
-    return InputSpec(image_size=(height, width), source_size=(height, width), channels=channels)
+        entry = get_model_entry(model.name)
+        for spec in [entry.input_spec] + [p.input_spec for p in entry.presets.values() if p.input_spec]:
+            if all(shapes.get(name) == shape for name, shape in spec.input_shapes().items()):
+                return spec
+    if "face" not in shapes:
+        raise ValueError(f"{model.name}: expected an input named 'face'. Inputs: {sorted(shapes)}")
+    height, width, channels = shapes["face"]
+    regions = {name: shape[:2] for name, shape in shapes.items() if name not in ("face", "label")}
+    return InputSpec(image_size=(height, width), source_size=(height, width), channels=channels, regions=regions)
 
 
 def main(argv):

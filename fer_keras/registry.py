@@ -12,26 +12,43 @@ from fer_keras.input_spec import InputSpec
 
 @dataclasses.dataclass(frozen=True)
 class Preset:
-    """Named training settings from a paper; the CLI prints it at start and flags override it."""
+    """Named training settings from a paper; the CLI prints it at start and flags override it.
+
+    Args:
+        name: str. What ``--preset`` selects.
+        description: str. One line printed at start (cite the paper's section).
+        settings: dict. ``LoopConfig`` fields (epochs, batch_size, optimizer, learning_rate,
+            lr_schedule, lr_decay_*, ...).
+        input_spec: InputSpec or None. Overrides the model's default input (e.g. 98x98 RAF-DB).
+        model_options: dict. Keyword arguments of the builder (``--model_options`` overrides).
+        ten_crop: bool. Whether the paper evaluates with ten-crop testing.
+    """
 
     name: str
     description: str
     settings: dict[str, Any]
+    input_spec: InputSpec | None = None
+    model_options: dict[str, Any] = dataclasses.field(default_factory=dict)
+    ten_crop: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelEntry:
+    """A registered model. ``label_input``: the model takes ``inputs["label"]`` (class ids)
+    while training (e.g. an ArcFace margin head); the training loop then feeds the targets."""
+
     name: str
     builder: Callable[..., keras.Model]
     input_spec: InputSpec
     presets: dict[str, Preset]
     default_preset: str
+    label_input: bool = False
 
 
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, input_spec: InputSpec, presets: list[Preset], default_preset: str):
+def register_model(name: str, input_spec: InputSpec, presets: list[Preset], default_preset: str, label_input: bool = False):
     """Decorator registering ``builder(num_classes, input_spec, **options) -> keras.Model``."""
 
     def decorate(builder):
@@ -40,7 +57,7 @@ def register_model(name: str, input_spec: InputSpec, presets: list[Preset], defa
         by_name = {p.name: p for p in presets}
         if default_preset not in by_name:
             raise ValueError(f"default_preset {default_preset!r} of {name!r} is not in {sorted(by_name)}")
-        _REGISTRY[name] = ModelEntry(name, builder, input_spec, by_name, default_preset)
+        _REGISTRY[name] = ModelEntry(name, builder, input_spec, by_name, default_preset, label_input)
         return builder
 
     return decorate

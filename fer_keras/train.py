@@ -30,6 +30,7 @@ flags.DEFINE_string("data_dir", None, "Root of the data set (a .csv file for fer
 flags.DEFINE_string("train_split", None, "Training split (default per data set, e.g. train).")
 flags.DEFINE_string("val_split", None, "Validation split (default per data set, e.g. val).")
 flags.DEFINE_string("label_mode", None, "FER+ label mode: majority, probability, crossentropy, multi_target.")
+flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers parsed), overriding the preset's, e.g. arcface_margin=0.3.")
 flags.DEFINE_integer("limit", None, "Use at most this many training images (quick runs).")
 flags.DEFINE_integer("epochs", None, "Number of epochs (overrides the preset).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the preset).")
@@ -43,7 +44,7 @@ flags.DEFINE_integer("lr_decay_every", None, "step schedule: epochs between deca
 flags.DEFINE_float("lr_decay_factor", None, "step schedule: multiplier per decay.")
 flags.DEFINE_bool("oversample", False, "Class-balanced resampling of the training set each epoch.")
 flags.DEFINE_bool("class_weighting", False, "Weight the loss by inverse class frequency.")
-flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation in the final evaluation.")
+flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation in the final evaluation (on by default where the preset says so).")
 flags.DEFINE_string("output_dir", None, "Run directory (default runs/<model>-<dataset>).")
 flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order and augmentation.")
@@ -67,6 +68,25 @@ def _settings_from_flags(preset_settings: dict) -> dict:
         if value is not None:
             settings[name] = value
     return settings
+
+
+def _parse_options(items: list[str]) -> dict:
+    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (ints, floats and true/false parsed)."""
+    options = {}
+    for item in items:
+        if "=" not in item:
+            raise app.UsageError(f"--model_options entries are key=value. Received: {item!r}")
+        key, value = item.split("=", 1)
+        for parse in (int, float):
+            try:
+                value = parse(value)
+                break
+            except ValueError:
+                pass
+        if value in ("true", "false"):
+            value = value == "true"
+        options[key.strip()] = value
+    return options
 
 
 def _load_split(dataset: str, split: str, spec, limit=None):
@@ -126,14 +146,17 @@ def main(argv):
     print("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
     train_split, val_split = default_splits(FLAGS.dataset)
     train_split, val_split = FLAGS.train_split or train_split, FLAGS.val_split or val_split
-    spec = entry.input_spec
+    spec = preset.input_spec or entry.input_spec
+    model_options = dict(preset.model_options, **_parse_options(FLAGS.model_options))
+    if model_options:
+        print("Model options: " + ", ".join(f"{k}={v}" for k, v in sorted(model_options.items())))
     train = _load_split(FLAGS.dataset, train_split, spec, FLAGS.limit)
     val = _load_split(FLAGS.dataset, val_split, spec)
     class_names = tuple(train.class_names)
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images, {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
     config = LoopConfig(**{k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(LoopConfig)}}, seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, verbose=FLAGS.verbose)
-    trainer = Trainer(lambda: build_model(FLAGS.model, len(class_names)), spec, len(class_names), config, output_dir, strategy)
+    trainer = Trainer(lambda: build_model(FLAGS.model, len(class_names), spec, **model_options), spec, len(class_names), config, output_dir, strategy, label_input=entry.label_input)
     if FLAGS.resume and trainer.restore():
         print(f"Resumed from {output_dir}/checkpoints at epoch {int(trainer.epoch.numpy())}, step {int(trainer.step_in_epoch.numpy())}.")
     started = time.time()
@@ -143,7 +166,8 @@ def main(argv):
     save_model_atomically(trainer.model, os.path.join(output_dir, "final.keras"))
     plot_history({k: [row[k] for row in history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}, os.path.join(output_dir, "history.png"))
     best = keras.saving.load_model(os.path.join(output_dir, "best.keras"), safe_mode=True)
-    report = write_report(best, val.images, val.targets, class_names, spec, output_dir, use_ten_crop=FLAGS.ten_crop, title=f"{FLAGS.model} on {FLAGS.dataset}/{val_split}")
+    ten_crop = FLAGS.ten_crop or preset.ten_crop
+    report = write_report(best, val.images, val.targets, class_names, spec, output_dir, use_ten_crop=ten_crop, title=f"{FLAGS.model} on {FLAGS.dataset}/{val_split}")
     run = {
         "model": FLAGS.model,
         "preset": preset.name,
@@ -157,6 +181,8 @@ def main(argv):
         "strategy": FLAGS.strategy,
         "replicas": strategy.num_replicas_in_sync,
         "mixed_precision": FLAGS.mixed_precision,
+        "model_options": model_options,
+        "ten_crop": ten_crop,
         "seed": FLAGS.seed,
         "wall_seconds_this_session": time.time() - started,
         "parameters": int(best.count_params()),

@@ -71,10 +71,13 @@ class Trainer:
         config: LoopConfig.
         output_dir: str. Receives ``checkpoints/``, ``history.csv``, ``logs/``, ``best.keras``.
         strategy: a ``tf.distribute.Strategy``.
+        label_input: bool. Feed the class ids as ``inputs["label"]`` while training (models
+            with a margin head such as ArcFace); inference never passes labels.
     """
 
-    def __init__(self, build_fn: Callable[[], keras.Model], spec: InputSpec, num_classes: int, config: LoopConfig, output_dir: str, strategy: tf.distribute.Strategy):
+    def __init__(self, build_fn: Callable[[], keras.Model], spec: InputSpec, num_classes: int, config: LoopConfig, output_dir: str, strategy: tf.distribute.Strategy, label_input: bool = False):
         self.spec, self.num_classes, self.config, self.strategy = spec, num_classes, config, strategy
+        self.label_input = label_input
         self.output_dir = output_dir
         self.is_chief, task_id = task_info(strategy)
         # Non-chief workers must save too (collectives), into scratch space that is thrown away.
@@ -103,10 +106,13 @@ class Trainer:
         self.manager.save()
 
     # -- the distributed step ---------------------------------------------------------
-    def _make_train_step(self, global_batch: int):
-        model, optimizer, strategy = self.model, self.optimizer, self.strategy
+    def make_train_step(self, global_batch: int):
+        """The compiled distributed step: ``step(iterator) -> (loss_sum, correct)`` over one global batch."""
+        model, optimizer, strategy, label_input = self.model, self.optimizer, self.strategy, self.label_input
 
         def replica_step(inputs, targets, weights):
+            if label_input:
+                inputs = dict(inputs, label=_labels(targets))
             with tf.GradientTape() as tape:
                 probabilities = model(inputs, training=True)
                 per_example = _per_example_loss(targets, probabilities) * weights
@@ -136,7 +142,7 @@ class Trainer:
         if steps == 0:
             raise ValueError(f"batch_size {global_batch} is larger than the {len(train_images)} training images.")
         weights = input_pipeline.class_weights(train_targets, self.num_classes) if cfg.class_weighting else None
-        train_step = self._make_train_step(global_batch)
+        train_step = self.make_train_step(global_batch)
         history = self._read_history()
         writer = tf.summary.create_file_writer(os.path.join(self.write_dir, "logs")) if self.is_chief else None
 

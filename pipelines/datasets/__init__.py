@@ -21,6 +21,7 @@ _REGISTRY: dict[str, tuple[str, str, dict]] = {
     "jaffe": ("pipelines.datasets.jaffe", "JAFFE", {}),
     "folder": ("pipelines.datasets.class_folder", "ClassFolder", {}),
     "demo": ("pipelines.datasets.demo", "DemoFaces", {}),
+    "cache": ("pipelines.datasets.cache", "PreprocessedCache", {}),
 }
 
 

@@ -10,17 +10,12 @@ import numpy as np
 import pytest
 
 from pipelines import faces, preprocess, tfrecords
+from pipelines.datasets import open_dataset
 
 LIMIT, SHARD = 150, 50
 
 
 def _open_fer2013(fer2013_dir):
-    try:
-        from pipelines.datasets import open_dataset
-    except ImportError:  # the registry is written in parallel; the adapter itself is enough here
-        from pipelines.datasets.fer2013 import FER2013Folders
-
-        return FER2013Folders(str(fer2013_dir), "train")
     return open_dataset("fer2013", str(fer2013_dir), "train", on_error="raise")
 
 
@@ -149,3 +144,20 @@ def test_cli_end_to_end(fer2013_dir, tmp_path):
     assert "Detection rate" in done.stdout
     manifest = tfrecords.read_manifest(str(out))
     assert manifest["counts"]["records"] == 40 and len(manifest["shards"]) == 2
+
+
+def test_cache_adapter_trains_from_preprocessed_shards(fer2013_dir, detector, adapter_examples, tmp_path):
+    """The cache written by preprocess reads back through open_dataset("cache") and load_arrays."""
+    from pipelines.datasets import load_arrays
+
+    source = _open_fer2013(fer2013_dir)
+    preprocess.run(source, str(tmp_path / "train"), dataset_name="fer2013", face_size=48, shard_size=40, limit=60, verbose=0,
+                   preprocessor=faces.FacePreprocessor(48, no_face="assume_aligned", channels=1, detector=detector))
+    cache = open_dataset("cache", str(tmp_path), "train")
+    assert cache.class_names == source.class_names
+    arrays = load_arrays(cache, progress=False)
+    assert arrays.images.shape == (60, 48, 48, 1)
+    np.testing.assert_array_equal(arrays.targets, [e.target for e in adapter_examples[:60]])
+    assert {m["detected"] for m in arrays.meta} <= {0, 1}
+    with pytest.raises(ValueError, match="no manifest.json"):
+        open_dataset("cache", str(tmp_path), "val")

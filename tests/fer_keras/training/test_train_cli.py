@@ -4,6 +4,7 @@ import csv
 import json
 import os
 import pathlib
+import re
 import signal
 import subprocess
 import sys
@@ -71,7 +72,7 @@ def test_sigkill_then_resume_continues_from_the_checkpoint(fer2013_dir, tmp_path
     assert restarted.returncode == 0, restarted.stderr[-4000:]
     line = [l for l in restarted.stdout.splitlines() if l.startswith("Resumed from")]
     assert line, restarted.stdout
-    epoch, step = (int(x) for x in line[0].split("at epoch ")[1].split(", step "))
+    epoch, step = (int(x) for x in re.search(r"at epoch (\d+), step (\d+)", line[0]).groups())
     assert epoch * 40 + step >= 16  # not started over
     assert [int(r["epoch"]) for r in _history(run)] == [1, 2, 3]
     assert (run / "best.keras").is_file()

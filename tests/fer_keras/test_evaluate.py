@@ -1,0 +1,48 @@
+"""The evaluation CLI on a real validation subset: report numbers agree with a NumPy recount."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import keras
+import numpy as np
+
+from fer_keras.evaluate import spec_for_model
+from fer_keras.registry import build_model, get_model_entry
+from fer_keras.training.loop import predict_scores
+from pipelines.datasets import load_arrays, open_dataset
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_evaluate_cli_writes_report_matching_a_recount(fer2013_dir, tmp_path):
+    keras.utils.set_random_seed(1)
+    model = build_model("baseline", 7)
+    model_path = tmp_path / "model.keras"
+    model.save(model_path)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    out = tmp_path / "eval"
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", f"--model_path={model_path}", "--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=300", "--ten_crop", f"--output_dir={out}"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((out / "report.json").read_text())
+    assert report["ten_crop"] is True and report["num_examples"] == 300
+    for name in ("confusion_counts.png", "confusion_normalized.png"):
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # Recount with the same model, ten-crop averaged scores, in-process.
+    arrays = load_arrays(open_dataset("fer2013", str(fer2013_dir), "val"), limit=300, progress=False)
+    predicted = predict_scores(keras.saving.load_model(model_path, safe_mode=True), arrays.images, spec_for_model(model), use_ten_crop=True).argmax(1)
+    assert report["accuracy"] == np.mean(predicted == arrays.targets)
+    counts = np.zeros((7, 7), int)
+    np.add.at(counts, (arrays.targets, predicted), 1)
+    assert report["confusion_matrix"] == counts.tolist()
+
+
+def test_spec_for_model_uses_the_registered_spec():
+    model = build_model("baseline", 7)
+    assert spec_for_model(model) == get_model_entry("baseline").input_spec
+    inputs = keras.Input((32, 32, 3), name="face")
+    other = keras.Model({"face": inputs}, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)), name="custom")
+    spec = spec_for_model(other)
+    assert spec.image_size == (32, 32) and spec.source_size == (32, 32) and spec.channels == 3

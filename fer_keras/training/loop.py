@@ -171,8 +171,10 @@ class Trainer:
                     steady_start = time.perf_counter()
                 elif steady_start is not None:
                     steady_images += global_batch
-                rate = steady_images / (time.perf_counter() - steady_start) if steady_images else 0.0
-                progbar.update(step + 1, [("loss", loss_sum / seen), ("accuracy", correct / seen), ("img/s", rate)])
+                values = [("loss", loss_sum / seen), ("accuracy", correct / seen)]
+                if steady_images:
+                    values.append(("img/s", steady_images / (time.perf_counter() - steady_start)))
+                progbar.update(step + 1, values)
                 self.step_in_epoch.assign(step + 1)
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
                     self._save_checkpoint()

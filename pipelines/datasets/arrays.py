@@ -92,6 +92,9 @@ def load_arrays(dataset: FerDataset, image_size=None, channels=None, limit=None,
     if isinstance(dataset, FileDataset):
         examples = _file_examples(dataset, image_size, channels, limit, progbar, workers)
     else:
+        if progbar is not None and hasattr(dataset, "__len__"):
+            progbar.target = len(dataset) if limit is None else min(limit, len(dataset))
+
         def _sequential():
             for i, example in enumerate(dataset._iterate()):
                 if limit is not None and i >= limit:

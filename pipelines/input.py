@@ -119,6 +119,13 @@ def model_inputs(faces: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
     return inputs
 
 
+def eval_inputs(images: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
+    """Model inputs from aligned faces ``[N, *source_size, C]`` (uint8 or float 0..255):
+    normalise, centre crop, region crops. The one inference preprocessing, shared by
+    evaluation and the exported serving signatures."""
+    return model_inputs(center_crop(normalize(images), spec.image_size), spec)
+
+
 def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights ``N / (K * n_k)`` (classes absent from ``targets`` get 0)."""
     labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
@@ -179,12 +186,10 @@ def eval_dataset(images: np.ndarray, targets: np.ndarray, spec: InputSpec, batch
     ds = tf.data.Dataset.from_tensor_slices((images, targets, np.ones(len(targets), np.float32))).batch(batch_size)
 
     def prepare(batch_images, batch_targets, batch_weights):
-        faces = normalize(batch_images)
-        if use_ten_crop:
-            crops = ten_crop(faces, spec.image_size)
-            faces = tf.reshape(crops, [-1, *spec.image_size, spec.channels])
-        else:
-            faces = center_crop(faces, spec.image_size)
+        if not use_ten_crop:
+            return eval_inputs(batch_images, spec), batch_targets, batch_weights
+        crops = ten_crop(normalize(batch_images), spec.image_size)
+        faces = tf.reshape(crops, [-1, *spec.image_size, spec.channels])
         return model_inputs(faces, spec), batch_targets, batch_weights
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -37,6 +37,20 @@ def write_report(model, images: np.ndarray, targets: np.ndarray, class_names, sp
     return report
 
 
+def _input_shapes(model) -> dict[str, tuple]:
+    """Input name -> (h, w, c): from a functional model's inputs, or from a subclassed
+    model's config (``image_size``, ``channels``, ``regions``, as MrCAR stores them)."""
+    if getattr(model, "inputs", None):
+        return {tensor.name.split(":")[0]: tuple(tensor.shape[1:]) for tensor in model.inputs}
+    config = model.get_config()
+    if "image_size" not in config:
+        raise ValueError(f"{model.name}: cannot tell its input sizes (no functional inputs, no image_size in its config).")
+    channels = config.get("channels", 1)
+    shapes = {"face": (*config["image_size"], channels)}
+    shapes.update({name: (*size, channels) for name, size in (config.get("regions") or {}).items()})
+    return shapes
+
+
 def spec_for_model(model):
     """The input spec a saved model was trained with.
 
@@ -46,7 +60,7 @@ def spec_for_model(model):
     from fer_keras.input_spec import InputSpec
     from fer_keras.registry import get_model_entry, model_names
 
-    shapes = {tensor.name.split(":")[0]: tuple(tensor.shape[1:]) for tensor in model.inputs}
+    shapes = _input_shapes(model)
     if model.name in model_names():
         entry = get_model_entry(model.name)
         for spec in [entry.input_spec] + [p.input_spec for p in entry.presets.values() if p.input_spec]:

@@ -1,3 +1,4 @@
 """Built-in models; importing this package registers them."""
 
 from fer_keras.models import baseline  # noqa: F401
+from fer_keras.models import mrcar  # noqa: F401

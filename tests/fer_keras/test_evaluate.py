@@ -46,3 +46,10 @@ def test_spec_for_model_uses_the_registered_spec():
     other = keras.Model({"face": inputs}, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)), name="custom")
     spec = spec_for_model(other)
     assert spec.image_size == (32, 32) and spec.source_size == (32, 32) and spec.channels == 3
+
+
+def test_spec_for_model_reads_a_saved_subclassed_mrcar(tmp_path):
+    model = build_model("mrcar", 7)
+    model.save(tmp_path / "mrcar.keras")
+    loaded = keras.saving.load_model(tmp_path / "mrcar.keras", safe_mode=True)
+    assert spec_for_model(loaded) == get_model_entry("mrcar").input_spec

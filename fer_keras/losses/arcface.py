@@ -1,0 +1,76 @@
+"""ArcFace loss (MrCAR Eq. 10) for users who compute the cosines themselves."""
+
+from __future__ import annotations
+
+import keras
+
+from fer_keras.layers.arcface import additive_angular_margin
+from fer_keras.serialization import register
+
+
+def arcface_loss(y_true, cosine, scale=16.0, margin=0.5, easy_margin=False, epsilon=1e-7):
+    """Per-sample ArcFace loss: cross-entropy of ``softmax(s * cos(theta + m y))``.
+
+    Args:
+        y_true: ``[B]`` integer class ids.
+        cosine: ``[B, K]`` cosines between L2-normalised features and class weights
+            (e.g. ``fer_keras.layers.ArcFace(...).cosine(features)``).
+        scale: float. ``s``. Defaults to ``16.0`` (see ``fer_keras.layers.ArcFace``).
+        margin: float. ``m`` in radians. Defaults to ``0.5``.
+        easy_margin: bool. Margin only where ``cos > 0``. Defaults to ``False``.
+        epsilon: float. Floor of ``sin^2`` (finite gradients at ``cos = +-1``).
+
+    Returns:
+        ``[B]`` losses; their mean is Eq. 10's ``L``.
+    """
+    logits = additive_angular_margin(cosine, y_true, scale, margin, easy_margin, epsilon)
+    labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
+    return keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+@register
+class ArcFaceLoss(keras.losses.Loss):
+    """ArcFace (additive angular margin) loss on precomputed cosines.
+
+    ``y_pred`` must be cosines ``[B, K]``, not probabilities: the loss holds no class
+    weights (a ``Loss`` cannot own weights), so the normalised classifier lives in the model
+    (``fer_keras.layers.ArcFace(..., return_logits=True)`` divided by ``scale``, or its
+    ``cosine`` method). MrCAR itself does not need this class: its ``ArcFace`` head applies
+    the margin at training time and the training loop's cross-entropy on the head's
+    probabilities equals this loss.
+
+    Args:
+        scale: float. ``s``. Defaults to ``16.0``.
+        margin: float. ``m`` in radians. Defaults to ``0.5``.
+        easy_margin: bool. Margin only where ``cos > 0``. Defaults to ``False``.
+        epsilon: float. Floor of ``sin^2``. Defaults to ``1e-7``.
+        reduction: str. As ``keras.losses.Loss``. Defaults to ``"sum_over_batch_size"``.
+        name: str. Defaults to ``"arcface_loss"``.
+        dtype: dtype of the loss computation. Defaults to ``None``.
+
+    Example:
+
+    >>> loss = ArcFaceLoss(scale=16.0, margin=0.5)
+    >>> value = loss(keras.ops.array([0, 1]), keras.ops.array([[0.9, 0.1], [0.2, 0.3]]))
+
+    Reference:
+        J. Deng et al., "ArcFace", CVPR 2019; J. Lan et al., MrCAR, IEEE Access 11, 2023,
+        Eq. 10.
+    """
+
+    def __init__(self, scale=16.0, margin=0.5, easy_margin=False, epsilon=1e-7, reduction="sum_over_batch_size", name="arcface_loss", dtype=None):
+        super().__init__(name=name, reduction=reduction, dtype=dtype)
+        if float(scale) <= 0:
+            raise ValueError(f"scale must be positive. Received: scale={scale}")
+        self.scale = float(scale)
+        self.margin = float(margin)
+        self.easy_margin = bool(easy_margin)
+        self.epsilon = float(epsilon)
+
+    def call(self, y_true, y_pred):
+        return arcface_loss(y_true, y_pred, self.scale, self.margin, self.easy_margin, self.epsilon)
+
+    def get_config(self):
+        config = super().get_config()
+        config.update({"scale": self.scale, "margin": self.margin, "easy_margin": self.easy_margin, "epsilon": self.epsilon})
+        return config

@@ -1,0 +1,229 @@
+"""Export a trained model as a TF Serving SavedModel: encoded image bytes in, named outputs.
+
+Layout (TF Serving's): ``<export_root>/<model_name>/<version>/`` with ``saved_model.pb``,
+``variables/`` and ``assets/fer_keras_metadata.json``. A version is written into a hidden
+temporary directory (``.tmp-<version>-*``; TF Serving only loads all-digit directory
+names) beside the versions and renamed into place in one ``os.rename``, so a server
+polling the folder never sees half a model.
+
+Signatures (every output named):
+
+- ``serving_default``: ``images`` string ``[N]`` of encoded JPEG/PNG/GIF/BMP bytes. Decoded in
+  the graph (``tf.io.decode_image``; bytes that are not an image fail the call with
+  ``InvalidArgumentError``, which a server reports as INVALID_ARGUMENT), converted to the
+  model's channels, resized to its ``source_size`` (bilinear with antialiasing, like the
+  Pillow resize of the data pipelines, then rounded to 0..255), then
+  ``pipelines.input.eval_inputs`` (normalise, centre crop, region crops of an aligned face).
+  Outputs ``probabilities`` float32 ``[N, C]``, ``class_ids`` int64 ``[N]``, ``labels``
+  string ``[N]``.
+- ``predict_images``: ``images`` uint8 ``[N, source_h, source_w, C]`` aligned faces; same
+  outputs. TFLite is converted from this one.
+- ``metadata``: a dummy scalar input ``unused`` (int32, any value: TF Serving rejects
+  signatures without inputs) and constant outputs ``class_names`` ``[C]``, ``model_name``,
+  ``dataset_name``, ``fer_keras_version``, ``metadata_json`` (the whole JSON) and the
+  int64 scalars ``input_height``, ``input_width``, ``source_height``, ``source_width``,
+  ``channels``, ``num_classes``.
+
+The same metadata is also the asset ``assets/fer_keras_metadata.json`` for clients that read
+files. The model is always called with ``training=False``: no dropout, no augmentation.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from typing import Callable
+
+import keras
+import tensorflow as tf
+
+import fer_keras
+from fer_keras.input_spec import InputSpec
+
+METADATA_ASSET = "fer_keras_metadata.json"
+
+
+def next_version(model_dir: str) -> int:
+    """1 + the largest all-digit version directory in ``model_dir`` (1 when there is none)."""
+    if not os.path.isdir(model_dir):
+        return 1
+    versions = [int(name) for name in os.listdir(model_dir) if name.isdigit()]
+    return max(versions, default=0) + 1
+
+
+def write_version_atomically(export_root: str, model_name: str, version: int | None, write: Callable[[str], None]) -> str:
+    """Run ``write(tmp_dir)`` then rename ``tmp_dir`` to ``<export_root>/<model_name>/<version>``.
+
+    The temporary directory sits beside the versions (same file system, so the rename is
+    atomic) and is named ``.tmp-<version>-<random>``, which TF Serving's version scan skips.
+    On any error it is removed and no version directory exists.
+
+    Raises:
+        FileExistsError: the version directory already exists.
+    """
+    if not model_name or os.sep in model_name or model_name.startswith("."):
+        raise ValueError(f"model_name must be a plain directory name. Received: model_name={model_name!r}")
+    model_dir = os.path.join(export_root, model_name)
+    os.makedirs(model_dir, exist_ok=True)
+    version = next_version(model_dir) if version is None else int(version)
+    if version < 0:
+        raise ValueError(f"version must be a non-negative integer. Received: version={version}")
+    final_dir = os.path.join(model_dir, str(version))
+    if os.path.exists(final_dir):
+        raise FileExistsError(f"{final_dir} already exists: pick another --version or leave it out for the next one.")
+    tmp_dir = tempfile.mkdtemp(prefix=f".tmp-{version}-", dir=model_dir)
+    try:
+        write(tmp_dir)
+        os.rename(tmp_dir, final_dir)
+    except BaseException:
+        shutil.rmtree(tmp_dir, ignore_errors=True)
+        raise
+    return final_dir
+
+
+def decode_images(encoded: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """Encoded image bytes ``[N]`` -> float32 ``[N, *source_size, channels]`` in 0..255.
+
+    Any image size and channel count is accepted: grayscale is repeated to RGB, alpha
+    dropped, RGB converted to luma (``tf.image.rgb_to_grayscale``) for 1-channel models.
+    """
+    height, width = spec.source_size
+
+    def decode_one(data):
+        image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+        image = tf.cast(image, tf.float32)
+        if spec.channels == 1:
+            image = tf.image.rgb_to_grayscale(image)
+        image = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
+        return tf.clip_by_value(tf.round(image), 0.0, 255.0)
+
+    return tf.map_fn(decode_one, encoded, fn_output_signature=tf.TensorSpec((height, width, spec.channels), tf.float32))
+
+
+def model_signature_inputs(model: keras.Model) -> list[str]:
+    """Names of the inputs the model is fed at inference (any ``label`` input is left out)."""
+    return [tensor.name.split(":")[0] for tensor in model.inputs if tensor.name.split(":")[0] != "label"]
+
+
+def predict_probabilities(model: keras.Model, images: tf.Tensor, spec: InputSpec) -> tf.Tensor:
+    """Class probabilities float32 ``[N, C]`` of aligned faces ``[N, *source_size, C]`` (0..255)."""
+    from pipelines.input import eval_inputs
+
+    inputs = eval_inputs(images, spec)
+    names = model_signature_inputs(model)
+    return tf.cast(model({name: inputs[name] for name in names}, training=False), tf.float32)
+
+
+def named_outputs(probabilities: tf.Tensor, class_names: list[str]) -> dict[str, tf.Tensor]:
+    class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
+    return {"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(tf.constant(class_names), class_ids)}
+
+
+def build_metadata(model_name: str, class_names: list[str], spec: InputSpec, dataset_name: str = "", extra: dict | None = None) -> dict:
+    metadata = {
+        "model_name": model_name,
+        "class_names": list(class_names),
+        "num_classes": len(class_names),
+        "input_height": spec.image_size[0],
+        "input_width": spec.image_size[1],
+        "source_height": spec.source_size[0],
+        "source_width": spec.source_size[1],
+        "channels": spec.channels,
+        "regions": {name: list(size) for name, size in spec.regions.items()},
+        "dataset_name": dataset_name,
+        "fer_keras_version": fer_keras.__version__,
+    }
+    metadata.update(extra or {})
+    return metadata
+
+
+_METADATA_SCALARS = ("model_name", "dataset_name", "fer_keras_version")
+_METADATA_INTS = ("input_height", "input_width", "source_height", "source_width", "channels", "num_classes")
+
+
+def add_metadata(archive: keras.export.ExportArchive, metadata: dict, asset_dir: str) -> None:
+    """Add the ``metadata`` signature and the ``fer_keras_metadata.json`` asset to ``archive``.
+
+    ``asset_dir`` holds the source file until the archive is written (the SavedModel keeps
+    a copy in its ``assets/``).
+    """
+    text = json.dumps(metadata, sort_keys=True)
+    path = os.path.join(asset_dir, METADATA_ASSET)
+    with open(path, "w") as f:
+        f.write(text)
+    # ExportArchive saves only variables, endpoints and lookup tables; an Asset must hang
+    # off the object it saves to be copied into assets/ (checked in the tests).
+    archive._tf_trackable.fer_keras_metadata = tf.saved_model.Asset(path)
+
+    def metadata_fn(unused):
+        del unused
+        outputs = {"class_names": tf.constant(list(metadata["class_names"]), tf.string), "metadata_json": tf.constant(text)}
+        outputs.update({key: tf.constant(str(metadata[key])) for key in _METADATA_SCALARS})
+        outputs.update({key: tf.constant(int(metadata[key]), tf.int64) for key in _METADATA_INTS})
+        return outputs
+
+    archive.add_endpoint("metadata", metadata_fn, input_signature=[tf.TensorSpec([], tf.int32, name="unused")])
+
+
+def resolve_class_names(model: keras.Model, class_names) -> list[str]:
+    num_classes = int(model.outputs[0].shape[-1])
+    if class_names is None:
+        return [str(k) for k in range(num_classes)]
+    class_names = [str(name) for name in class_names]
+    if len(class_names) != num_classes:
+        raise ValueError(f"{model.name} has {num_classes} outputs but {len(class_names)} class names were given: {class_names}")
+    return class_names
+
+
+def export_model(
+    model: keras.Model,
+    export_root: str,
+    model_name: str,
+    version: int | None = None,
+    class_names=None,
+    spec: InputSpec | None = None,
+    dataset_name: str = "",
+    extra_metadata: dict | None = None,
+) -> str:
+    """Export ``model`` as ``<export_root>/<model_name>/<version>/`` (see the module docstring).
+
+    Args:
+        model: a trained Keras model whose outputs are class probabilities.
+        export_root: str. TF Serving's ``model_base_path`` parent.
+        model_name: str. The served model name (a directory name).
+        version: int or None. None takes the next integer after the existing versions.
+        class_names: list of str or None (``"0" .. "C-1"``).
+        spec: InputSpec or None (recovered with ``fer_keras.evaluate.spec_for_model``).
+        dataset_name: str. Training data set, kept in the metadata.
+        extra_metadata: dict. More JSON-serialisable metadata.
+
+    Returns:
+        The version directory written.
+    """
+    from fer_keras.evaluate import spec_for_model
+
+    spec = spec or spec_for_model(model)
+    class_names = resolve_class_names(model, class_names)
+    metadata = build_metadata(model_name, class_names, spec, dataset_name, extra_metadata)
+    metadata["keras_model_name"] = model.name
+
+    def serving_default(images):
+        return named_outputs(predict_probabilities(model, decode_images(images, spec), spec), class_names)
+
+    def predict_images(images):
+        return named_outputs(predict_probabilities(model, images, spec), class_names)
+
+    def write(tmp_dir):
+        archive = keras.export.ExportArchive()
+        archive.track(model)
+        archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
+        archive.add_endpoint(
+            "predict_images", predict_images, input_signature=[tf.TensorSpec([None, *spec.source_size, spec.channels], tf.uint8, name="images")]
+        )
+        with tempfile.TemporaryDirectory() as asset_dir:
+            add_metadata(archive, metadata, asset_dir)
+            archive.write_out(tmp_dir, verbose=False)
+
+    return write_version_atomically(export_root, model_name, version, write)

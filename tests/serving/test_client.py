@@ -1,0 +1,228 @@
+"""serving.client: results, readable errors, retries on UNAVAILABLE only, deadlines, CLI, REST."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import threading
+import time
+
+import grpc
+import numpy as np
+import pytest
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+from serving import client as client_module
+from serving import config as serving_config
+from serving.client import FerClient, FerServingError, predict_rest
+from serving.server import ModelServer
+from tests.serving.conftest import CLASS_NAMES, free_port
+
+
+@pytest.fixture(scope="module")
+def fer_client(server):
+    with FerClient(server.target, timeout=30.0, retries=2) as instance:
+        yield instance
+
+
+def test_predict_paths_and_bytes_match_direct_call(fer_client, face_files, tiny_models):
+    rows = fer_client.predict(face_files, model="fer")
+    assert len(rows) == len(face_files)
+    direct = tf.saved_model.load(str(tiny_models["v1"])).signatures["serving_default"]
+    expected = direct(images=tf.constant([p.read_bytes() for p in face_files]))
+    for row, probs, class_id in zip(rows, expected["probabilities"].numpy(), expected["class_ids"].numpy()):
+        assert set(row) == {"label", "class_id", "probabilities"}
+        np.testing.assert_allclose(row["probabilities"], probs, rtol=1e-5, atol=1e-6)
+        assert row["class_id"] == class_id and row["label"] == CLASS_NAMES[class_id]
+    single = fer_client.predict([face_files[0].read_bytes()], model="fer", version=1)[0]
+    assert single["class_id"] == rows[0]["class_id"]
+    np.testing.assert_allclose(single["probabilities"], rows[0]["probabilities"], rtol=1e-4, atol=1e-6)
+
+
+def test_predict_images_signature_with_array(fer_client):
+    rows = fer_client.predict(np.full([3, 48, 48, 1], 128, np.uint8), model="fer", signature="predict_images")
+    assert len(rows) == 3 and rows[0]["label"] in CLASS_NAMES
+
+
+def test_metadata_and_status(fer_client):
+    metadata = fer_client.metadata("fer")
+    assert metadata["model"] == "fer" and metadata["version"] == 1
+    assert {"serving_default", "predict_images"} <= set(metadata["signatures"])
+    assert metadata["signatures"]["serving_default"]["inputs"]["images"] == {"dtype": "string", "shape": [-1]}
+    assert metadata["signatures"]["predict_images"]["outputs"]["probabilities"]["dtype"] == "float32"
+    assert fer_client.status("fer") == [{"version": 1, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}]
+
+
+@pytest.mark.parametrize(
+    "kwargs, code, message",
+    [
+        ({"images": [b"not an image"], "model": "fer"}, "INVALID_ARGUMENT", "Unknown image file format"),
+        ({"images": [b"x"], "model": "missing"}, "NOT_FOUND", "Servable not found for request: Latest(missing)"),
+        ({"images": [b"x"], "model": "fer", "version": 42}, "NOT_FOUND", "Servable not found for request: Specific(fer, 42)"),
+        ({"images": [b"x"], "model": "fer", "signature": "nope"}, "FAILED_PRECONDITION", 'Serving signature key "nope" not found.'),
+    ],
+)
+def test_errors_are_readable_and_not_retried(server, kwargs, code, message):
+    with FerClient(server.target, timeout=30.0, retries=3) as fer_client:
+        with pytest.raises(FerServingError) as error:
+            fer_client.predict(**kwargs)
+    assert error.value.code_name == code and error.value.attempts == 1
+    assert str(error.value).startswith(f"{code}: ") and message in error.value.message
+    assert "Detected at node" not in error.value.message
+
+
+class _FakeRpcError(grpc.RpcError):
+    def __init__(self, code, details):
+        self._code, self._details = code, details
+
+    def code(self):
+        return self._code
+
+    def details(self):
+        return self._details
+
+
+def test_retries_unavailable_from_a_flaky_stub(server, face_files):
+    with FerClient(server.target, timeout=30.0, retries=3, backoff=0.01) as fer_client:
+        real, calls = fer_client.prediction_stub.Predict, []
+
+        def flaky(request, timeout=None):
+            calls.append(timeout)
+            if len(calls) <= 2:
+                raise _FakeRpcError(grpc.StatusCode.UNAVAILABLE, "connection refused")
+            return real(request, timeout=timeout)
+
+        fer_client.prediction_stub = type("Stub", (), {"Predict": staticmethod(flaky)})()
+        rows = fer_client.predict(face_files[:1], model="fer")
+    assert len(rows) == 1 and len(calls) == 3 and calls == [30.0] * 3
+
+
+def test_retries_until_the_server_comes_up(model_repo, face_files):
+    port = free_port()
+    entries = serving_config.model_entries(
+        serving_config.read_model_server_config(model_repo / "models.config"),
+        model_repo,
+        serving_config.parse_path_map([f"/models={model_repo / 'models'}"]),
+    )
+    late = ModelServer(entries[:1], port=port, poll_seconds=0)
+    timer = threading.Timer(1.0, late.start)
+    timer.start()
+    try:
+        with FerClient(f"127.0.0.1:{port}", timeout=10.0, retries=8, backoff=0.2, max_backoff=1.0) as fer_client:
+            started = time.monotonic()
+            rows = fer_client.predict(face_files[:1], model="fer")
+            assert rows[0]["label"] in CLASS_NAMES
+            assert time.monotonic() - started >= 0.5  # it did wait for the server
+    finally:
+        timer.join()
+        late.stop()
+
+
+def test_unavailable_after_retries_is_readable():
+    with FerClient(f"127.0.0.1:{free_port()}", timeout=2.0, retries=2, backoff=0.05) as fer_client:
+        with pytest.raises(FerServingError) as error:
+            fer_client.status("fer")
+    assert error.value.code_name == "UNAVAILABLE" and error.value.attempts == 3
+    assert "unavailable after 3 attempt(s)" in str(error.value)
+
+
+class _SlowService(prediction_service_pb2_grpc.PredictionServiceServicer):
+    def Predict(self, request, context):  # noqa: N802
+        time.sleep(2.0)
+        raise RuntimeError("too late")
+
+
+def test_deadline_exceeded_is_surfaced_and_not_retried():
+    slow = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=2))
+    prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(_SlowService(), slow)
+    port = slow.add_insecure_port("127.0.0.1:0")
+    slow.start()
+    try:
+        with FerClient(f"127.0.0.1:{port}", timeout=0.3, retries=3) as fer_client:
+            started = time.monotonic()
+            with pytest.raises(FerServingError) as error:
+                fer_client.predict([b"x"], model="fer")
+            elapsed = time.monotonic() - started
+    finally:
+        slow.stop(0)
+    assert error.value.code_name == "DEADLINE_EXCEEDED" and error.value.attempts == 1
+    assert "within 0.3 s" in str(error.value)
+    assert elapsed < 1.5
+
+
+def test_cli_json_table_and_error(server, face_files, capsys):
+    paths = [str(p) for p in face_files[:2]]
+    assert client_module.main(["--server", server.target, "--model", "fer", "--json", *paths]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["image"] for row in rows] == paths and rows[0]["label"] in CLASS_NAMES
+    assert client_module.main(["--server", server.target, "--model", "fer", *paths]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split()[:2] == ["image", "label"] and len(table) == 3
+    assert client_module.main(["--server", server.target, "--model", "nope", *paths]) == 1
+    assert "NOT_FOUND" in capsys.readouterr().err
+    assert client_module.main(["--server", server.target, "--model", "fer", "--status"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["state"] == "AVAILABLE"
+
+
+def test_predict_rest_matches_grpc(server, fer_client, face_files):
+    url = f"http://127.0.0.1:{server.rest_api_port}"
+    rest_rows = predict_rest(url, face_files, model="fer")
+    grpc_rows = fer_client.predict(face_files, model="fer")
+    assert [r["class_id"] for r in rest_rows] == [r["class_id"] for r in grpc_rows]
+    np.testing.assert_allclose([r["probabilities"] for r in rest_rows], [r["probabilities"] for r in grpc_rows], rtol=1e-5)
+    with pytest.raises(FerServingError) as error:
+        predict_rest(url, [b"garbage"], model="fer")
+    assert error.value.code_name == "HTTP_400"
+
+
+# --------------------------------------------------------------------------------------------
+# End to end: train the registered baseline briefly, export_model, serve, classify over gRPC.
+
+E2E_TRAIN, E2E_VAL = 500, 20
+
+
+@pytest.fixture(scope="module")
+def e2e_export(fer2013_dir, tmp_path_factory):
+    export = pytest.importorskip("fer_keras.export.savedmodel")
+    import keras
+
+    from fer_keras.registry import build_model
+    from pipelines.datasets import load_arrays, open_dataset
+    from pipelines.input import eval_inputs
+
+    from fer_keras.evaluate import spec_for_model
+
+    train = load_arrays(open_dataset("fer2013", fer2013_dir, "train"), limit=E2E_TRAIN, progress=False)
+    val = load_arrays(open_dataset("fer2013", fer2013_dir, "val"), limit=E2E_VAL, progress=False)
+    keras.utils.set_random_seed(0)
+    model = build_model("baseline", len(train.class_names), widths=(16, 32, 64))
+    spec = spec_for_model(model)
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
+    model.fit(eval_inputs(train.images, spec), train.targets, batch_size=64, epochs=2, verbose=0, shuffle=True)
+    root = tmp_path_factory.mktemp("e2e_exports")
+    version_dir = export.export_model(model, str(root), "baseline", class_names=list(train.class_names), spec=spec, dataset_name="fer2013")
+    return model, spec, val, root, version_dir
+
+
+def test_end_to_end_export_serve_classify(e2e_export):
+    from fer_keras.training.loop import predict_scores
+    from tests.serving.conftest import png_bytes
+
+    model, spec, val, root, version_dir = e2e_export
+    assert version_dir.endswith("/baseline/1")
+    config = serving_config.single_model_config("baseline", str(root / "baseline"))
+    with ModelServer(serving_config.model_entries(config), port=0, poll_seconds=0.5) as served:
+        with FerClient(served.target, timeout=60.0) as fer_client:
+            assert fer_client.status("baseline")[0] == {"version": 1, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}
+            metadata = fer_client.metadata("baseline")
+            assert {"serving_default", "predict_images", "metadata"} <= set(metadata["signatures"])
+            rows = fer_client.predict([png_bytes(image) for image in val.images], model="baseline")
+            outputs, version = fer_client.predict_raw({"unused": np.int32(0)}, "baseline", signature="metadata")
+    assert version == 1
+    assert [name.decode() for name in outputs["class_names"]] == list(val.class_names)
+    expected = predict_scores(model, val.images, spec)
+    assert len(rows) == E2E_VAL
+    assert [row["class_id"] for row in rows] == expected.argmax(axis=1).tolist()
+    assert [row["label"] for row in rows] == [val.class_names[i] for i in expected.argmax(axis=1)]
+    np.testing.assert_allclose([row["probabilities"] for row in rows], expected, atol=1e-4)

@@ -24,6 +24,7 @@ flags.DEFINE_string("data_dir", "../shared/datasets/fer2013", "FER2013 class fol
 flags.DEFINE_string("model", "baseline", "Registered model.")
 flags.DEFINE_list("batch_sizes", ["64"], "Global batch sizes to try.")
 flags.DEFINE_list("precisions", ["float32"], "Keras dtype policies to try (float32, mixed_bfloat16).")
+flags.DEFINE_list("jit_compile", ["false"], "XLA-compile the train step: false, true or both.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement.")
 flags.DEFINE_integer("steps", 60, "Steps (batches) per timed repetition.")
 
@@ -37,7 +38,6 @@ def _median(fn, repeats):
 def main(argv):
     del argv
     import keras
-    import numpy as np
     import tensorflow as tf
 
     from fer_keras.registry import build_model, get_model_entry
@@ -53,7 +53,7 @@ def main(argv):
     rows = []
     for precision in FLAGS.precisions:
         keras.mixed_precision.set_dtype_policy(precision)
-        for batch_size in (int(b) for b in FLAGS.batch_sizes):
+        for batch_size, jit in ((int(b), j == "true") for b in FLAGS.batch_sizes for j in FLAGS.jit_compile):
             steps = FLAGS.steps
             epoch = [0]
 
@@ -68,7 +68,7 @@ def main(argv):
                     pass
                 return steps * batch_size / (time.perf_counter() - start)
 
-            trainer = Trainer(lambda: build_model(FLAGS.model, len(arrays.class_names), spec), spec, len(arrays.class_names), LoopConfig(batch_size=batch_size, verbose=0), "/tmp/fer_keras_bench", tf.distribute.get_strategy(), label_input=entry.label_input)
+            trainer = Trainer(lambda: build_model(FLAGS.model, len(arrays.class_names), spec), spec, len(arrays.class_names), LoopConfig(batch_size=batch_size, jit_compile=jit, verbose=0), "/tmp/fer_keras_bench", tf.distribute.get_strategy(), label_input=entry.label_input)
             step = trainer.make_train_step(batch_size)
             batch = next(iter(fresh_dataset()))
 
@@ -91,8 +91,8 @@ def main(argv):
             pipe = _median(pipeline_only, FLAGS.repeats)
             compute = _median(compute_only, FLAGS.repeats)
             fed = _median(fed_by_pipeline, FLAGS.repeats)
-            rows.append((precision, batch_size, pipe, compute, fed))
-            print(f"  {precision} batch {batch_size}: pipeline {pipe[0]:.0f}/s, train step {compute[0]:.0f}/s, fed {fed[0]:.0f}/s", flush=True)
+            rows.append((precision + (" + XLA" if jit else ""), batch_size, pipe, compute, fed))
+            print(f"  {rows[-1][0]} batch {batch_size}: pipeline {pipe[0]:.0f}/s, train step {compute[0]:.0f}/s, fed {fed[0]:.0f}/s", flush=True)
     print("\n| precision | batch | pipeline alone img/s (min-max) | train step, data in memory | train step fed by pipeline | pipeline / train step |")
     print("|---|---:|---:|---:|---:|---:|")
     for precision, batch_size, pipe, compute, fed in rows:

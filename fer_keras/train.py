@@ -49,6 +49,7 @@ flags.DEFINE_string("output_dir", None, "Run directory (default runs/<model>-<da
 flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy; multi_worker reads TF_CONFIG.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order and augmentation.")
 flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16 (faster on AVX-512 CPUs).")
+flags.DEFINE_bool("jit_compile", False, "Compile the per-replica training step with XLA (measure first: see benchmarks/RESULTS.md).")
 flags.DEFINE_bool("resume", False, "Continue from the checkpoint in --output_dir.")
 flags.DEFINE_integer("checkpoint_every", 200, "Save a resumable checkpoint every N steps (and at each epoch end).")
 flags.DEFINE_integer("threads", None, "TensorFlow intra-op threads (default: all cores).")
@@ -155,7 +156,7 @@ def main(argv):
     class_names = tuple(train.class_names)
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images, {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
-    config = LoopConfig(**{k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(LoopConfig)}}, seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, verbose=FLAGS.verbose)
+    config = LoopConfig(**{k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(LoopConfig)}}, seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
     trainer = Trainer(lambda: build_model(FLAGS.model, len(class_names), spec, **model_options), spec, len(class_names), config, output_dir, strategy, label_input=entry.label_input)
     if FLAGS.resume and trainer.restore():
         print(f"Resumed from {output_dir}/checkpoints at epoch {int(trainer.epoch.numpy())}, step {int(trainer.step_in_epoch.numpy())}.")

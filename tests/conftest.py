@@ -43,3 +43,27 @@ def ferplus_dir(shared_dir) -> pathlib.Path:
 @pytest.fixture(scope="session")
 def faces_dir(shared_dir) -> pathlib.Path:
     return _require(shared_dir / "faces", "real face photos")
+
+
+@pytest.fixture(scope="session")
+def fer_train_subset(fer2013_dir):
+    """2,000 real FER2013 training images (a seeded subset spanning every class)."""
+    from pipelines.datasets import load_arrays, open_dataset
+
+    return load_arrays(open_dataset("fer2013", str(fer2013_dir), "train"), limit=2000, progress=False)
+
+
+@pytest.fixture(scope="session")
+def fer_val_subset(fer2013_dir):
+    """300 real FER2013 validation images."""
+    from pipelines.datasets import load_arrays, open_dataset
+
+    return load_arrays(open_dataset("fer2013", str(fer2013_dir), "val"), limit=300, progress=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_baseline(fer_train_subset):
+    """``(model, spec)``: a narrow baseline trained 3 epochs on ``fer_train_subset``."""
+    from tests.tiny_models import train_tiny_baseline
+
+    return train_tiny_baseline(fer_train_subset.images, fer_train_subset.targets, len(fer_train_subset.class_names), epochs=3)

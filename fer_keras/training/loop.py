@@ -12,6 +12,11 @@ scalars, the best-on-validation ``.keras`` model, and resumption. The role of Ke
 step inside it. Each epoch's data order and augmentation depend only on ``(seed, epoch)``
 (``pipelines.input.train_dataset``), and a resumed run skips the batches already done, so it
 continues where the killed one stopped.
+
+Training accuracy is the argmax of the training-mode output. For margin heads (ArcFace,
+``label_input=True``) that output carries the margin on the target class, so the figure is
+a stricter, lower number than the inference accuracy (it starts near 0); validation
+accuracy is always measured without labels or margin.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class LoopConfig:
     class_weighting: bool = False
     augmentation: input_pipeline.Augmentation = dataclasses.field(default_factory=input_pipeline.Augmentation)
     checkpoint_every: int = 200
+    jit_compile: bool = False
     eval_batch_size: int = 256
     verbose: int = 1
 
@@ -124,9 +130,11 @@ class Trainer:
             correct = tf.reduce_sum(tf.cast(tf.equal(_labels(targets), tf.argmax(probabilities, axis=-1, output_type=tf.int32)), tf.float32))
             return tf.reduce_sum(tf.cast(per_example, tf.float32)), correct
 
+        compiled_step = tf.function(replica_step, jit_compile=True) if self.config.jit_compile else replica_step
+
         @tf.function
         def train_step(iterator):
-            loss_sum, correct = strategy.run(replica_step, args=next(iterator))
+            loss_sum, correct = strategy.run(compiled_step, args=next(iterator))
             return strategy.reduce("SUM", loss_sum, axis=None), strategy.reduce("SUM", correct, axis=None)
 
         return train_step

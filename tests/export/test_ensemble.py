@@ -11,13 +11,10 @@ import tensorflow as tf
 from keras import ops
 
 from fer_keras import voting
-from fer_keras.evaluate import spec_for_model
 from fer_keras.export import METADATA_ASSET, export_ensemble
 from fer_keras.input_spec import InputSpec
-from fer_keras.registry import build_model
 from fer_keras.training.loop import predict_scores
-from pipelines.datasets import load_arrays, open_dataset
-from pipelines.input import eval_inputs
+from tests.tiny_models import train_tiny_baseline
 
 
 def reference_vote(scores, rule, alpha=1.9, beta=1.0):
@@ -77,31 +74,20 @@ def test_ties_go_to_the_lowest_class_index():
 
 
 @pytest.fixture(scope="module")
-def fer_data(fer2013_dir):
-    train = load_arrays(open_dataset("fer2013", fer2013_dir, "train"), limit=800, progress=False)
-    val = load_arrays(open_dataset("fer2013", fer2013_dir, "val"), limit=64, progress=False)
-    return train, val
+def fer_data(fer_train_subset, fer_val_subset):
+    return fer_train_subset, fer_val_subset
 
 
 @pytest.fixture(scope="module")
 def members(fer_data):
     """Three briefly trained members: two seeds of one baseline and a narrower baseline that
     reads a 40x40 centre crop (a different input spec)."""
-    import keras
 
     train, _ = fer_data
     narrow_spec = InputSpec(image_size=(40, 40), source_size=(48, 48), channels=1)
     configs = [(0, (16, 32, 64), None), (1, (16, 32, 64), None), (2, (8, 16, 32), narrow_spec)]
-    models, specs = [], []
-    for seed, widths, spec in configs:
-        keras.utils.set_random_seed(seed)
-        model = build_model("baseline", len(train.class_names), spec, widths=widths)
-        spec = spec or spec_for_model(model)
-        model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-        model.fit(eval_inputs(train.images, spec), train.targets, batch_size=64, epochs=2, verbose=0)
-        models.append(model)
-        specs.append(spec)
-    return models, specs
+    trained = [train_tiny_baseline(train.images[:800], train.targets[:800], len(train.class_names), seed, widths, 2, spec) for seed, widths, spec in configs]
+    return [model for model, _ in trained], [spec for _, spec in trained]
 
 
 def member_scores(members, images):

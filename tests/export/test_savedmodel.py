@@ -18,7 +18,6 @@ from fer_keras.export import METADATA_ASSET, export_model
 from fer_keras.registry import build_model
 from fer_keras.training.loop import predict_scores
 from pipelines.datasets import load_arrays, open_dataset
-from pipelines.input import eval_inputs
 
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # the adapter's (Kaggle) order
 
@@ -78,33 +77,16 @@ with open(outputs_path, "w") as f:
 """
 
 
-def train_baseline(train, seed=0, widths=(16, 32, 64), epochs=2):
-    """A baseline trained briefly on real FER2013 images (centre crops, no augmentation)."""
-    import keras
-
-    keras.utils.set_random_seed(seed)
-    model = build_model("baseline", len(train.class_names), widths=widths)
-    spec = spec_for_model(model)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(eval_inputs(train.images, spec), train.targets, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
-    return model
-
-
-@pytest.fixture(scope="module")
-def fer_train(fer2013_dir):
-    return load_arrays(open_dataset("fer2013", fer2013_dir, "train"), limit=1000, progress=False)
-
-
 @pytest.fixture(scope="module")
 def fer_val(fer2013_dir):
     return load_arrays(open_dataset("fer2013", fer2013_dir, "val"), limit=48, progress=False)
 
 
 @pytest.fixture(scope="module")
-def exported(fer_train, tmp_path_factory):
-    model = train_baseline(fer_train)
+def exported(tiny_baseline, fer_train_subset, tmp_path_factory):
+    model, _ = tiny_baseline
     root = tmp_path_factory.mktemp("exports")
-    path = export_model(model, str(root), "baseline", class_names=list(fer_train.class_names), dataset_name="fer2013", extra_metadata={"note": "test"})
+    path = export_model(model, str(root), "baseline", class_names=list(fer_train_subset.class_names), dataset_name="fer2013", extra_metadata={"note": "test"})
     return model, path
 
 

@@ -7,16 +7,11 @@ import pathlib
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer_keras.evaluate import spec_for_model
 from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
-from fer_keras.registry import build_model
 from fer_keras.training.loop import predict_scores
-from pipelines.datasets import load_arrays, open_dataset
-from pipelines.input import eval_inputs
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -28,22 +23,14 @@ def builtin_op_names() -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def fer_data(fer2013_dir):
-    train = load_arrays(open_dataset("fer2013", fer2013_dir, "train"), limit=2000, progress=False)
-    val = load_arrays(open_dataset("fer2013", fer2013_dir, "val"), limit=300, progress=False)
-    return train, val
+def fer_data(fer_train_subset, fer_val_subset):
+    return fer_train_subset, fer_val_subset
 
 
 @pytest.fixture(scope="module")
-def converted(fer_data, tmp_path_factory):
-    import keras
-
+def converted(fer_data, tiny_baseline, tmp_path_factory):
     train, _ = fer_data
-    keras.utils.set_random_seed(0)
-    model = build_model("baseline", len(train.class_names), widths=(16, 32, 64))
-    spec = spec_for_model(model)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(eval_inputs(train.images, spec), train.targets, batch_size=64, epochs=3, verbose=0)
+    model, spec = tiny_baseline
     root = tmp_path_factory.mktemp("tflite")
     saved_model = export_model(model, str(root), "baseline", class_names=list(train.class_names), dataset_name="fer2013")
     results = {q: convert_saved_model(saved_model, str(root / f"baseline-{q}.tflite"), q, train.images[:300]) for q in ("none", "float16", "int8")}

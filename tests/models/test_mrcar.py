@@ -1,7 +1,6 @@
 """MrCAR (Lan et al. 2023): Table 1 shapes, RAF-DB config, exact parameter counts of the
 Table 6 variants, label-free inference, serialisation, and real training with the loop."""
 
-import pathlib
 import re
 
 import keras
@@ -12,7 +11,6 @@ import tensorflow as tf
 from fer_keras.models.mrcar import MRCAR_SPEC, RAFDB_SPEC, TABLE_1, MrCAR, build_mrcar, region_sizes
 from fer_keras.registry import build_model, get_model_entry
 
-PAPER = pathlib.Path(__file__).resolve().parents[2].parent / "shared" / "papers" / "mrcar_coordinate_attention_arcface.txt"
 
 # Computed once from the layer definitions (see tests/layers/test_car_block.py for the
 # per-block formula); count_params() includes the BN moving statistics.
@@ -51,10 +49,8 @@ def test_registry_entry():
     assert set(entry.presets) == {"fer2013", "rafdb", "ckplus", "jaffe"}
 
 
-def test_table_1_rows_match_the_paper():
-    if not PAPER.exists():
-        pytest.skip(f"paper text not found at {PAPER}")
-    text = PAPER.read_text()
+def test_table_1_rows_match_the_paper(shared_dir):
+    text = (shared_dir / "papers" / "mrcar_coordinate_attention_arcface.txt").read_text()
     table = text[text.index("TABLE 1.") : text.index("FC. Arcface Loss")]
     rows = re.findall(r"^(\w+)\s+\(([\d,\s]+)\)", table, flags=re.M)
     paper = [(name.lower(), tuple(int(v) for v in dims.split(","))) for name, dims in rows]

@@ -129,10 +129,6 @@ def test_label_distribution_records_round_trip(tmp_path):
 
 
 def test_cli_end_to_end(fer2013_dir, tmp_path):
-    try:
-        from pipelines.datasets import open_dataset  # noqa: F401
-    except ImportError:
-        pytest.skip("pipelines.datasets.open_dataset is not written yet")
     out = tmp_path / "cli"
     repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env = {**os.environ, "PYTHONPATH": repo, "TF_CPP_MIN_LOG_LEVEL": "2"}

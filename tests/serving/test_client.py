@@ -179,29 +179,17 @@ def test_predict_rest_matches_grpc(server, fer_client, face_files):
 # --------------------------------------------------------------------------------------------
 # End to end: train the registered baseline briefly, export_model, serve, classify over gRPC.
 
-E2E_TRAIN, E2E_VAL = 500, 20
+E2E_VAL = 20
 
 
 @pytest.fixture(scope="module")
-def e2e_export(fer2013_dir, tmp_path_factory):
-    export = pytest.importorskip("fer_keras.export.savedmodel")
-    import keras
+def e2e_export(tiny_baseline, fer_val_subset, tmp_path_factory):
+    from fer_keras.export.savedmodel import export_model
 
-    from fer_keras.registry import build_model
-    from pipelines.datasets import load_arrays, open_dataset
-    from pipelines.input import eval_inputs
-
-    from fer_keras.evaluate import spec_for_model
-
-    train = load_arrays(open_dataset("fer2013", fer2013_dir, "train"), limit=E2E_TRAIN, progress=False)
-    val = load_arrays(open_dataset("fer2013", fer2013_dir, "val"), limit=E2E_VAL, progress=False)
-    keras.utils.set_random_seed(0)
-    model = build_model("baseline", len(train.class_names), widths=(16, 32, 64))
-    spec = spec_for_model(model)
-    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
-    model.fit(eval_inputs(train.images, spec), train.targets, batch_size=64, epochs=2, verbose=0, shuffle=True)
+    model, spec = tiny_baseline
+    val = fer_val_subset
     root = tmp_path_factory.mktemp("e2e_exports")
-    version_dir = export.export_model(model, str(root), "baseline", class_names=list(train.class_names), spec=spec, dataset_name="fer2013")
+    version_dir = export_model(model, str(root), "baseline", class_names=list(val.class_names), spec=spec, dataset_name="fer2013")
     return model, spec, val, root, version_dir
 
 
@@ -217,11 +205,11 @@ def test_end_to_end_export_serve_classify(e2e_export):
             assert fer_client.status("baseline")[0] == {"version": 1, "state": "AVAILABLE", "error_code": "OK", "error_message": ""}
             metadata = fer_client.metadata("baseline")
             assert {"serving_default", "predict_images", "metadata"} <= set(metadata["signatures"])
-            rows = fer_client.predict([png_bytes(image) for image in val.images], model="baseline")
+            rows = fer_client.predict([png_bytes(image) for image in val.images[:E2E_VAL]], model="baseline")
             outputs, version = fer_client.predict_raw({"unused": np.int32(0)}, "baseline", signature="metadata")
     assert version == 1
     assert [name.decode() for name in outputs["class_names"]] == list(val.class_names)
-    expected = predict_scores(model, val.images, spec)
+    expected = predict_scores(model, val.images[:E2E_VAL], spec)
     assert len(rows) == E2E_VAL
     assert [row["class_id"] for row in rows] == expected.argmax(axis=1).tolist()
     assert [row["label"] for row in rows] == [val.class_names[i] for i in expected.argmax(axis=1)]

@@ -35,12 +35,10 @@ sys.path.insert(0, str(ROOT))
 
 
 def export_keras(keras_model: str, export_root: str) -> str:
-    import keras
-
-    import fer_keras.models  # noqa: F401  (registers the custom layers)
     from fer_keras.export.savedmodel import export_model
+    from fer_keras.saving import load_model
 
-    model = keras.saving.load_model(keras_model, safe_mode=True)
+    model = load_model(keras_model)
     return export_model(model, export_root, "baseline", version=1, dataset_name="fer2013")
 
 

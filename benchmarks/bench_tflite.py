@@ -76,11 +76,12 @@ def main(argv):
     from fer_keras.evaluate import spec_for_model
     from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
     from fer_keras.export.tflite import interpreter_name
+    from fer_keras.saving import load_model
     from fer_keras.training.loop import predict_scores
     from pipelines.datasets import load_arrays, open_dataset
     from pipelines.input import eval_inputs
 
-    model = keras.saving.load_model(FLAGS.model_path, safe_mode=True)
+    model = load_model(FLAGS.model_path)
     spec = spec_for_model(model)
     load = lambda split, limit: load_arrays(open_dataset("fer2013", FLAGS.data_dir, split), image_size=spec.source_size, channels=spec.channels, limit=limit, progress=False)
     val, train = load("val", FLAGS.limit), load("train", FLAGS.representative_count)

@@ -75,12 +75,11 @@ def spec_for_model(model):
 
 def main(argv):
     del argv
-    import keras
-
+    from fer_keras.saving import load_model
     from pipelines.datasets.splits import default_splits
     from pipelines.datasets import load_arrays, open_dataset
 
-    model = keras.saving.load_model(FLAGS.model_path, safe_mode=True)
+    model = load_model(FLAGS.model_path)
     spec = spec_for_model(model)
     split = FLAGS.split or default_splits(FLAGS.dataset)[1]
     options = {"label_mode": FLAGS.label_mode} if FLAGS.label_mode else {}

@@ -130,6 +130,7 @@ def main(argv):
     from fer_keras.evaluate import write_report
     from fer_keras.plots import plot_history
     from fer_keras.registry import build_model
+    from fer_keras.saving import load_model
     from fer_keras.training.loop import LoopConfig, Trainer, save_model_atomically
     from fer_keras.training.strategy import make_strategy
     from pipelines.datasets.splits import default_splits
@@ -166,7 +167,7 @@ def main(argv):
         return 0
     save_model_atomically(trainer.model, os.path.join(output_dir, "final.keras"))
     plot_history({k: [row[k] for row in history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}, os.path.join(output_dir, "history.png"))
-    best = keras.saving.load_model(os.path.join(output_dir, "best.keras"), safe_mode=True)
+    best = load_model(os.path.join(output_dir, "best.keras"))
     ten_crop = FLAGS.ten_crop or preset.ten_crop
     report = write_report(best, val.images, val.targets, class_names, spec, output_dir, use_ten_crop=ten_crop, title=f"{FLAGS.model} on {FLAGS.dataset}/{val_split}")
     run = {

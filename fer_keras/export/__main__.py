@@ -41,11 +41,11 @@ flags.DEFINE_float("beta", 1.0, "Ensemble T2V weight of each member's second cho
 
 
 def _load(path):
-    import keras
+    from fer_keras.saving import load_model
 
     if not os.path.isfile(path):
         raise app.UsageError(f"No model file at {path}")
-    return keras.saving.load_model(path, safe_mode=True)
+    return load_model(path)
 
 
 def _run_info(model_path) -> dict:

@@ -22,7 +22,7 @@ import keras
 import tensorflow as tf
 
 from fer_keras import voting
-from fer_keras.export.savedmodel import add_metadata, build_metadata, decode_images, predict_probabilities, resolve_class_names, write_version_atomically
+from fer_keras.export.savedmodel import add_metadata, as_functional, build_metadata, decode_images, predict_probabilities, resolve_class_names, write_version_atomically
 
 
 def export_ensemble(
@@ -59,12 +59,13 @@ def export_ensemble(
         raise ValueError("An ensemble needs at least one member.")
     if default not in voting.VOTING_RULES:
         raise ValueError(f"default must be one of {sorted(voting.VOTING_RULES)}. Received: default={default!r}")
-    num_classes = {int(m.outputs[0].shape[-1]) for m in members}
-    if len(num_classes) != 1:
-        raise ValueError(f"Members disagree on the number of classes: {[(m.name, int(m.outputs[0].shape[-1])) for m in members]}")
     specs = list(specs) if specs is not None else [spec_for_model(m) for m in members]
     if len(specs) != len(members):
         raise ValueError(f"{len(members)} members but {len(specs)} specs.")
+    members = [as_functional(m, s) for m, s in zip(members, specs)]
+    num_classes = {int(m.outputs[0].shape[-1]) for m in members}
+    if len(num_classes) != 1:
+        raise ValueError(f"Members disagree on the number of classes: {[(m.name, int(m.outputs[0].shape[-1])) for m in members]}")
     class_names = resolve_class_names(members[0], class_names)
 
     def member_probabilities(images):

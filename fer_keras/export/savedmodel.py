@@ -177,6 +177,16 @@ def resolve_class_names(model: keras.Model, class_names) -> list[str]:
     return class_names
 
 
+def as_functional(model: keras.Model, spec: InputSpec) -> keras.Model:
+    """The model itself if it is functional, else a functional wrapper around it (same
+    weights) with one named ``keras.Input`` per spec input: subclassed models such as MrCAR
+    have no ``inputs``/``outputs`` for the export to read."""
+    if getattr(model, "outputs", None):
+        return model
+    inputs = {name: keras.Input(shape, name=name) for name, shape in spec.input_shapes().items()}
+    return keras.Model(inputs, model(inputs, training=False), name=model.name)
+
+
 def export_model(
     model: keras.Model,
     export_root: str,
@@ -205,6 +215,7 @@ def export_model(
     from fer_keras.evaluate import spec_for_model
 
     spec = spec or spec_for_model(model)
+    model = as_functional(model, spec)
     class_names = resolve_class_names(model, class_names)
     metadata = build_metadata(model_name, class_names, spec, dataset_name, extra_metadata)
     metadata["keras_model_name"] = model.name

@@ -53,3 +53,12 @@ def test_spec_for_model_reads_a_saved_subclassed_mrcar(tmp_path):
     model.save(tmp_path / "mrcar.keras")
     loaded = keras.saving.load_model(tmp_path / "mrcar.keras", safe_mode=True)
     assert spec_for_model(loaded) == get_model_entry("mrcar").input_spec
+
+
+def test_evaluate_cli_loads_a_saved_mrcar_without_custom_objects(fer2013_dir, tmp_path):
+    """A fresh process holding only a .keras path must find MrCAR's registered classes."""
+    build_model("mrcar", 7).save(tmp_path / "mrcar.keras")
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", f"--model_path={tmp_path / 'mrcar.keras'}", "--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=40", f"--output_dir={tmp_path / 'eval'}"], env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads((tmp_path / "eval" / "report.json").read_text())["num_examples"] == 40

@@ -1,0 +1,387 @@
+"""Photo -> every face -> its emotion, in one call.
+
+``Recognizer`` walks the same path as training and serving: ``pipelines.faces`` finds every
+face with MTCNN (``select="all"``, sorted left to right) and aligns each one with its 5
+landmarks to the model's ``source_size`` (grayscale for 1-channel models), then
+``pipelines.input.eval_inputs`` builds the model's inputs (normalise, centre crop and, for
+MrCAR, the eye and mouth regions) and the model scores all faces in batches.
+
+Example:
+
+    from fer_keras.recognizer import Recognizer
+
+    recognizer = Recognizer("baseline-fer2013")
+    photo = recognizer.recognize("group.jpg")
+    for face in photo.faces:                      # left to right
+        print(face.box, face.label, face.probabilities[face.label])
+    if photo.no_face:
+        print("no face found at", recognizer.min_confidence)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Iterable, Sequence
+
+import numpy as np
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclasses.dataclass
+class FaceResult:
+    """One face: ``box`` ``(x, y, w, h)`` and ``landmarks`` ``[5, 2]`` in pixels of the photo,
+    MTCNN's ``confidence``, ``probabilities`` ``{class name: p}`` in class order, the top
+    ``label`` and its ``class_id``."""
+
+    box: tuple[float, float, float, float]
+    landmarks: np.ndarray
+    confidence: float
+    probabilities: dict[str, float]
+    label: str
+    class_id: int
+
+    def to_dict(self) -> dict:
+        return {
+            "box": [round(float(v), 2) for v in self.box],
+            "landmarks": np.round(np.asarray(self.landmarks, dtype=np.float64), 2).tolist(),
+            "confidence": float(self.confidence),
+            "label": self.label,
+            "class_id": int(self.class_id),
+            "probabilities": {name: float(p) for name, p in self.probabilities.items()},
+        }
+
+
+@dataclasses.dataclass
+class PhotoResult:
+    """The faces of one photo, left to right. ``no_face`` is True when none was found at the
+    recognizer's ``min_confidence`` (an explicit answer, not an error). ``path`` is None for
+    in-memory images; ``size`` is ``(height, width)``."""
+
+    path: str | None
+    faces: list[FaceResult]
+    size: tuple[int, int]
+
+    @property
+    def no_face(self) -> bool:
+        return not self.faces
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "height": self.size[0], "width": self.size[1], "no_face": self.no_face, "faces": [f.to_dict() for f in self.faces]}
+
+
+@dataclasses.dataclass
+class ManyResult:
+    """``recognize_many``: ``photos`` in input order, and ``skipped`` ``[(path, reason)]`` for
+    files that could not be read. Iterating yields the photos."""
+
+    photos: list[PhotoResult]
+    skipped: list[tuple[str, str]]
+
+    def __iter__(self):
+        return iter(self.photos)
+
+    def __len__(self) -> int:
+        return len(self.photos)
+
+    def __getitem__(self, index):
+        return self.photos[index]
+
+
+@dataclasses.dataclass
+class FrameResult:
+    """The faces of one video frame (``index`` in the decoded stream, ``timestamp`` in s)."""
+
+    index: int
+    timestamp: float
+    faces: list[FaceResult]
+
+    @property
+    def no_face(self) -> bool:
+        return not self.faces
+
+    def to_dict(self) -> dict:
+        return {"frame": self.index, "timestamp": round(self.timestamp, 4), "no_face": self.no_face, "faces": [f.to_dict() for f in self.faces]}
+
+
+@dataclasses.dataclass
+class VideoResult:
+    path: str
+    fps: float
+    size: tuple[int, int]
+    frames: list[FrameResult]
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "fps": self.fps, "height": self.size[0], "width": self.size[1], "frames": [f.to_dict() for f in self.frames]}
+
+
+def list_images(folder: str) -> list[str]:
+    """Image files under ``folder`` (recursive, sorted), by extension."""
+    found = []
+    for root, dirs, files in os.walk(folder):
+        dirs.sort()
+        found += [os.path.join(root, name) for name in sorted(files) if name.lower().endswith(IMAGE_EXTENSIONS)]
+    return found
+
+
+_EXIF_ORIENTATION = 0x0112
+
+
+def read_photo(path) -> np.ndarray:
+    """Decode a photo file to RGB uint8 ``[H, W, 3]``, upright per its EXIF orientation.
+
+    Raises:
+        pipelines.images.ImageDecodeError: not a readable image (the message names the file).
+        FileNotFoundError: no such file.
+    """
+    from PIL import Image
+
+    from pipelines.images import decode_image
+
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    image = decode_image(path, channels=3)
+    try:
+        with Image.open(path) as img:
+            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
+    except Exception:  # decode_image already succeeded; a broken EXIF block just means upright
+        orientation = 1
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.transpose(1, 0, 2),
+           6: lambda a: np.rot90(a, -1), 7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
+    if orientation in ops:
+        image = np.ascontiguousarray(ops[orientation](image))
+    return image
+
+
+def _resolve_model(model):
+    """``(keras model, class names or None, display name)`` from a pretrained name, a path or a model."""
+    import keras
+
+    from fer_keras import weights
+
+    if isinstance(model, keras.Model):
+        return model, None, model.name
+    model = os.fspath(model)
+    if model in weights.pretrained_names():
+        return weights.load_pretrained(model), weights.model_card(model)["class_names"], model
+    if not os.path.exists(model):
+        raise ValueError(f"model must be a pretrained name, a .keras file or a keras.Model. Received: {model!r} "
+                         f"(no such file; known pretrained models: {', '.join(weights.pretrained_names())})")
+    import json
+
+    from fer_keras.saving import load_model
+
+    loaded = load_model(model)
+    run_json = os.path.join(os.path.dirname(os.path.abspath(model)), "run.json")
+    names = None
+    if os.path.exists(run_json):
+        with open(run_json) as f:
+            names = json.load(f).get("class_names")
+    return loaded, names, os.path.basename(model)
+
+
+class Recognizer:
+    """Every face of a photo (or video frame) and its emotion.
+
+    Args:
+        model: a pretrained name (``fer_keras.weights.pretrained_names()``), a ``.keras``
+            path, or a ``keras.Model`` returning class probabilities. Defaults to
+            "baseline-fer2013".
+        min_confidence: float. MTCNN detections below it are ignored. Defaults to 0.9.
+        ten_crop: bool. Average the scores of ten crops (4 corners + centre, mirrored) of
+            each aligned face instead of the centre crop. Defaults to False.
+        batch_size: int. Faces per model call and photos per detection call. Defaults to 32.
+        detector: a ``pipelines.faces.FaceDetector`` with ``select="all"`` to share (built
+            from ``min_confidence`` when None).
+        class_names: list of str, or None (from the model card / the run.json beside the
+            file / the canonical 7 or 8 classes).
+    """
+
+    def __init__(self, model="baseline-fer2013", min_confidence: float = 0.9, ten_crop: bool = False, batch_size: int = 32, detector=None, class_names: Sequence[str] | None = None):
+        import tensorflow as tf
+
+        from fer_keras.evaluate import spec_for_model
+        from pipelines.faces import FaceDetector
+
+        self.model, card_names, self.model_name = _resolve_model(model)
+        self.spec = spec_for_model(self.model)
+        self.ten_crop = bool(ten_crop)
+        self.batch_size = int(batch_size)
+        if detector is None:
+            detector = FaceDetector(min_confidence=min_confidence, select="all", batch_size=batch_size)
+        elif detector.select != "all":
+            raise ValueError(f"The detector must find every face (select='all'). Received: select={detector.select!r}")
+        self.detector = detector
+        self.min_confidence = detector.min_confidence
+        self._forward = tf.function(lambda inputs: tf.cast(self.model(inputs, training=False), tf.float32), reduce_retracing=True)
+        num_classes = self._scores(np.zeros((1, *self.spec.source_size, self.spec.channels), np.uint8)).shape[-1]
+        names = class_names or card_names
+        if names is None:
+            from pipelines.labels import class_space
+
+            names = class_space(num_classes) if num_classes in (7, 8) else [str(k) for k in range(num_classes)]
+        if len(names) != num_classes:
+            raise ValueError(f"{self.model_name} has {num_classes} outputs but {len(names)} class names: {list(names)}")
+        self.class_names = [str(name) for name in names]
+
+    # -- classification -------------------------------------------------------------------
+
+    def _scores(self, faces: np.ndarray) -> np.ndarray:
+        """Probabilities ``[N, K]`` of aligned faces uint8 ``[N, *source_size, C]``."""
+        import tensorflow as tf
+
+        from pipelines import input as input_pipeline
+
+        out = []
+        for start in range(0, len(faces), self.batch_size):
+            batch = tf.constant(faces[start : start + self.batch_size])
+            if self.ten_crop:
+                crops = input_pipeline.ten_crop(input_pipeline.normalize(batch), self.spec.image_size)
+                inputs = input_pipeline.model_inputs(tf.reshape(crops, [-1, *self.spec.image_size, self.spec.channels]), self.spec)
+                scores = self._forward(inputs).numpy()
+                scores = scores.reshape(-1, 10, scores.shape[-1]).mean(axis=1)
+            else:
+                scores = self._forward(input_pipeline.eval_inputs(batch, self.spec)).numpy()
+            out.append(scores)
+        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
+
+    def classify_faces(self, faces: np.ndarray) -> np.ndarray:
+        """Class probabilities ``[N, K]`` of already aligned faces uint8 ``[N, *source_size, C]``."""
+        faces = np.asarray(faces)
+        expected = (*self.spec.source_size, self.spec.channels)
+        if faces.ndim != 4 or tuple(faces.shape[1:]) != expected:
+            raise ValueError(f"faces must be [N, {expected[0]}, {expected[1]}, {expected[2]}] for {self.model_name}. Received: {faces.shape}")
+        if len(faces) == 0:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return self._scores(faces)
+
+    def _align(self, rgb: np.ndarray, detections) -> list[np.ndarray]:
+        from pipelines.faces import align_face
+        from pipelines.images import to_channels
+
+        source = to_channels(rgb, self.spec.channels)
+        size = self.spec.source_size[0]
+        return [align_face(source, face.landmarks, size)[0] for face in detections]
+
+    def _recognize_arrays(self, images: list[np.ndarray]) -> list[list[FaceResult]]:
+        """Detect, align and classify a list of RGB uint8 images (faces batched together)."""
+        if self.spec.source_size[0] != self.spec.source_size[1]:
+            raise ValueError(f"align_face makes square faces; {self.model_name} wants {self.spec.source_size}")
+        detections = self.detector.detect(images)
+        aligned = [face for image, found in zip(images, detections) for face in self._align(image, found)]
+        probabilities = self.classify_faces(np.stack(aligned)) if aligned else np.zeros((0, len(self.class_names)))
+        results, row = [], 0
+        for found in detections:
+            faces = []
+            for face in found:
+                p = probabilities[row]
+                row += 1
+                class_id = int(np.argmax(p))
+                faces.append(FaceResult(tuple(float(v) for v in face.box), np.asarray(face.landmarks, np.float32), float(face.confidence),
+                                        dict(zip(self.class_names, (float(v) for v in p))), self.class_names[class_id], class_id))
+            results.append(faces)
+        return results
+
+    # -- public API -----------------------------------------------------------------------
+
+    def recognize(self, image) -> PhotoResult:
+        """Every face of one photo: a path, or an image array ``[H, W]``/``[H, W, 1|3|4]``, or a
+        PIL image. Unreadable files raise ``ImageDecodeError``/``FileNotFoundError`` naming
+        the file; a photo without a face gives ``PhotoResult(no_face=True)``."""
+        from pipelines.faces import to_rgb_uint8
+
+        path = None
+        if isinstance(image, (str, os.PathLike)):
+            path = os.fspath(image)
+            rgb = read_photo(path)
+        else:
+            rgb = to_rgb_uint8(np.asarray(image))
+        faces = self._recognize_arrays([rgb])[0]
+        return PhotoResult(path, faces, tuple(rgb.shape[:2]))
+
+    def recognize_many(self, paths: str | Iterable, progress: bool = True) -> ManyResult:
+        """Every face of many photos: a folder (recursive, image extensions) or a list of paths.
+
+        Photos are read and detected ``batch_size`` at a time (MTCNN batches photos of the
+        same size) and their faces classified together. Files that cannot be read are
+        skipped and listed in ``ManyResult.skipped`` with the reason.
+        """
+        if isinstance(paths, (str, os.PathLike)):
+            paths = list_images(os.fspath(paths)) if os.path.isdir(paths) else [os.fspath(paths)]
+        paths = [os.fspath(p) for p in paths]
+        progbar = None
+        if progress:
+            import keras
+
+            progbar = keras.utils.Progbar(len(paths), unit_name="photo")
+        photos, skipped = [], []
+        for start in range(0, len(paths), self.batch_size):
+            chunk, images = [], []
+            for path in paths[start : start + self.batch_size]:
+                try:
+                    images.append(read_photo(path))
+                    chunk.append(path)
+                except (OSError, ValueError) as error:
+                    skipped.append((path, str(error)))
+            for path, image, faces in zip(chunk, images, self._recognize_arrays(images) if images else []):
+                photos.append(PhotoResult(path, faces, tuple(image.shape[:2])))
+            if progbar is not None:
+                progbar.update(min(start + self.batch_size, len(paths)))
+        return ManyResult(photos, skipped)
+
+    def recognize_video(self, path, every_n_frames: int = 1, progress: bool = True, max_frames: int | None = None) -> VideoResult:
+        """Faces of every ``every_n_frames``-th frame of a video (needs ``fer_keras[video]``).
+
+        Returns a ``VideoResult`` whose ``frames`` carry the frame index and timestamp.
+        """
+        from fer_keras import video
+
+        path = os.fspath(path)
+        info = video.video_info(path)
+        progbar = None
+        if progress:
+            import keras
+
+            total = info.frames // every_n_frames + 1 if info.frames else None
+            progbar = keras.utils.Progbar(total, unit_name="frame")
+        frames, pending = [], []
+
+        def flush():
+            for (index, timestamp, _), faces in zip(pending, self._recognize_arrays([f for _, _, f in pending])):
+                frames.append(FrameResult(index, timestamp, faces))
+            pending.clear()
+            if progbar is not None:
+                progbar.update(len(frames))
+
+        for frame in video.read_frames(path, every_n_frames=every_n_frames, max_frames=max_frames):
+            pending.append(frame)
+            if len(pending) == self.batch_size:
+                flush()
+        if pending:
+            flush()
+        return VideoResult(path, info.fps, info.size, frames)
+
+
+def annotate(image: np.ndarray, faces: Sequence[FaceResult]):
+    """An RGB PIL image of ``image`` with each face's box, number and ``label p`` drawn."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    from pipelines.faces import to_rgb_uint8
+
+    canvas = Image.fromarray(to_rgb_uint8(image))
+    draw = ImageDraw.Draw(canvas)
+    width = max(2, round(min(canvas.size) / 200))
+    font = ImageFont.load_default(size=max(12, round(min(canvas.size) / 30)))
+    for number, face in enumerate(faces, 1):
+        x, y, w, h = face.box
+        draw.rectangle([x, y, x + w, y + h], outline=(255, 64, 0), width=width)
+        text = f"{number}: {face.label} {face.probabilities[face.label]:.2f}"
+        left, top, right, bottom = draw.textbbox((0, 0), text, font=font)
+        label_h = bottom + 2 * width
+        top_y = y - label_h if y - label_h >= 0 else max(0.0, y)  # above the box, else inside its top
+        left_x = min(max(0.0, x), max(0.0, canvas.width - right - 2 * width))
+        draw.rectangle([left_x, top_y, left_x + right + 2 * width, top_y + label_h], fill=(255, 64, 0))
+        draw.text((left_x + width, top_y + width), text, fill=(255, 255, 255), font=font)
+    return canvas

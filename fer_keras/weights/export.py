@@ -1,0 +1,45 @@
+"""Export a shipped pretrained model for TF Serving (``<export_root>/<name>/<version>/``).
+
+    python -m fer_keras.weights.export --name=baseline-fer2013 --export_root=serving/models [--version=1] [--served_name=baseline]
+
+Uses ``fer_keras.export.savedmodel.export_model`` (signatures ``serving_default``,
+``predict_images``, ``metadata``) with the model card's class names, data set and card
+fields in the metadata.
+"""
+
+from __future__ import annotations
+
+import os
+
+from absl import app, flags
+
+
+def export_pretrained(name: str, export_root: str, version: int | None = None, served_name: str | None = None) -> str:
+    """Export pretrained ``name`` under ``export_root/<served_name or name>/<version>``; returns the directory."""
+    from fer_keras import weights
+    from fer_keras.export.savedmodel import export_model
+
+    card = weights.model_card(name)
+    model = weights.load_pretrained(name)
+    extra = {"pretrained_name": name, "weights_sha256": card["file"]["sha256"], "training_command": card.get("training_command")}
+    return export_model(model, export_root, served_name or name, version=version, class_names=card["class_names"], dataset_name=card["dataset"], extra_metadata=extra)
+
+
+def directory_bytes(path: str) -> int:
+    return sum(os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(path) for f in files)
+
+
+def main(argv):
+    del argv
+    FLAGS = flags.FLAGS
+    path = export_pretrained(FLAGS.name, FLAGS.export_root, FLAGS.version, FLAGS.served_name)
+    print(f"exported {FLAGS.name} to {path} ({directory_bytes(path):,} bytes)")
+    return 0
+
+
+if __name__ == "__main__":
+    flags.DEFINE_string("name", None, "Pretrained model name.", required=True)
+    flags.DEFINE_string("export_root", "serving/models", "TF Serving model root.")
+    flags.DEFINE_integer("version", None, "Version number (default: next free one).")
+    flags.DEFINE_string("served_name", None, "Directory/model name under export_root (default: the pretrained name).")
+    app.run(main)

@@ -1,0 +1,81 @@
+"""``python -m fer_keras.predict``: JSON, CSV, annotated PNGs, no-face rows, skipped files, videos."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fer_keras import predict
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+@pytest.fixture(scope="module")
+def recognizer():
+    from fer_keras.recognizer import Recognizer
+
+    return Recognizer("baseline-fer2013")
+
+
+def test_cli_writes_json_and_annotated_pngs(faces_dir, tmp_path):
+    output, annotated = tmp_path / "results.json", tmp_path / "annotated"
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3")
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.predict", str(faces_dir), f"--output={output}", f"--annotate_dir={annotated}", "--noprogress"],
+                          capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "8 photo(s): 7 face(s), 1 without a face" in proc.stdout
+    data = json.loads(output.read_text())
+    assert data["model"] == "baseline-fer2013" and data["class_names"][0] == "angry"
+    by_name = {os.path.basename(e["path"]): e for e in data["results"]}
+    assert by_name["anime_not_a_photo.png"]["no_face"] is True and by_name["anime_not_a_photo.png"]["faces"] == []
+    assert by_name["surprised_man.png"]["faces"][0]["label"] == "surprise"
+    pngs = sorted(os.listdir(annotated))
+    assert len(pngs) == 8 and all(name.endswith(".png") for name in pngs)
+    drawn = np.asarray(Image.open(annotated / "angry_man.png").convert("RGB"))
+    assert drawn.shape[:2] == np.asarray(Image.open(faces_dir / "angry_man.png")).shape[:2]
+
+
+def test_csv_one_row_per_face_and_no_face_rows(recognizer, faces_dir, tmp_path):
+    output = tmp_path / "results.csv"
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"garbage")
+    result = predict.run([str(faces_dir / "angry_man.png"), str(faces_dir / "anime_not_a_photo.png"), str(bad)], output=str(output), recognizer=recognizer, progress=False)
+    rows = list(csv.DictReader(output.open()))
+    assert [(os.path.basename(r["path"]), r["no_face"], r["label"]) for r in rows] == [("angry_man.png", "0", "angry"), ("anime_not_a_photo.png", "1", "")]
+    assert float(rows[0]["p_angry"]) > 0.5 and set(predict.CSV_FIELDS) <= set(rows[0])
+    assert [os.path.basename(p) for p, _ in result["skipped"]] == ["broken.jpg"]
+
+
+def test_two_faces_give_two_csv_rows(recognizer, faces_dir, tmp_path):
+    a, b = Image.open(faces_dir / "angry_man.png").convert("RGB"), Image.open(faces_dir / "surprised_man.png").convert("RGB")
+    b = b.resize((round(b.width * a.height / b.height), a.height))
+    pair = Image.new("RGB", (a.width + b.width, a.height))
+    pair.paste(a, (0, 0))
+    pair.paste(b, (a.width, 0))
+    pair.save(tmp_path / "pair.png")
+    predict.run([str(tmp_path / "pair.png")], output=str(tmp_path / "r.csv"), recognizer=recognizer, progress=False)
+    rows = list(csv.DictReader((tmp_path / "r.csv").open()))
+    assert [(r["face"], r["label"]) for r in rows] == [("0", "angry"), ("1", "surprise")]
+
+
+def test_video_rows_have_frames_and_timestamps(recognizer, faces_dir, tmp_path):
+    pytest.importorskip("av")
+    from fer_keras.video import write_video
+
+    rgb = np.asarray(Image.open(faces_dir / "surprised_man.png").convert("RGB"))[:188, :166]
+    write_video(tmp_path / "clip.mp4", [rgb] * 4, fps=4)
+    predict.run([str(tmp_path / "clip.mp4")], output=str(tmp_path / "v.csv"), every_n_frames=2, recognizer=recognizer, progress=False)
+    rows = list(csv.DictReader((tmp_path / "v.csv").open()))
+    assert [(r["frame"], float(r["timestamp"]), r["label"]) for r in rows] == [("0", 0.0, "surprise"), ("2", 0.5, "surprise")]
+
+
+def test_bad_output_extension_is_rejected(recognizer, faces_dir):
+    with pytest.raises(ValueError, match=r"\.json or \.csv"):
+        predict.run([str(faces_dir)], output="out.txt", recognizer=recognizer)

@@ -1,0 +1,182 @@
+"""Shipped pretrained models: offline safe_mode loading, model cards, float16 storage."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+
+import h5py
+import numpy as np
+import pytest
+
+import fer_keras
+from fer_keras import weights
+
+NAME = "baseline-fer2013"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    return fer_keras.pretrained(NAME)
+
+
+def test_known_names_and_unknown_name_lists_them():
+    assert NAME in weights.pretrained_names()
+    with pytest.raises(ValueError, match=f"Unknown pretrained model 'nope'. Known pretrained models: .*{NAME}"):
+        fer_keras.pretrained("nope")
+
+
+def test_loads_offline_with_safe_mode_as_float32(shipped, monkeypatch):
+    import keras
+
+    calls = []
+    original = keras.saving.load_model
+    monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(k) or original(*a, **k))
+    model = weights.load_pretrained(NAME)
+    assert calls and calls[0]["safe_mode"] is True
+    assert all(v.dtype == "float32" for v in model.weights)
+    assert model.count_params() == shipped.count_params()
+
+
+def test_model_card_fields_consistent_with_file(shipped):
+    card = weights.model_card(NAME)
+    for key in ("name", "model", "preset", "dataset", "class_names", "training_command", "parameters", "input_spec", "file", "validation"):
+        assert key in card, key
+    path = weights.weights_path(NAME)
+    assert card["file"]["bytes"] == os.path.getsize(path)
+    assert card["file"]["sha256"] == weights.file_sha256(path)
+    assert card["parameters"] == shipped.count_params() == 288_679
+    assert card["training_command"].startswith("python -m fer_keras.train")
+    val = card["validation"]
+    assert val["num_examples"] == 3589
+    shipped_dtype = card["file"]["weights_dtype"]
+    assert val["shipped"] == val[shipped_dtype]
+    for variant in ("float32", "float16"):
+        for mode in ("centre", "ten_crop"):
+            row = val[variant][mode]
+            assert set(row["per_class"]) == set(card["class_names"])
+            assert 0.5 < row["accuracy"] < 1.0
+    # float32 numbers are the training run's own (run report: accuracy 0.6102, Ave 0.5253).
+    assert val["float32"]["centre"]["accuracy"] == pytest.approx(0.6102, abs=5e-4)
+
+
+def test_shipped_file_stores_float16_weights():
+    card = weights.model_card(NAME)
+    with zipfile.ZipFile(weights.weights_path(NAME)) as archive, archive.open("model.weights.h5") as f:
+        dtypes = set()
+        with h5py.File(f, "r") as h5:
+            h5.visititems(lambda name, obj: dtypes.add(str(obj.dtype)) if isinstance(obj, h5py.Dataset) else None)
+    assert card["file"]["weights_dtype"] in dtypes and "float32" not in dtypes
+
+
+def test_float16_round_trip_agrees_with_float32_on_real_val_images(shipped, fer_val_subset):
+    """The shipped float16 file vs the float32 training checkpoint it was built from."""
+    import keras
+
+    from fer_keras.evaluate import spec_for_model
+    from fer_keras.training.loop import predict_scores
+
+    source = os.path.join(weights.model_card(NAME)["source"]["run_dir"], weights.model_card(NAME)["source"]["checkpoint"])
+    if not os.path.exists(source):
+        pytest.skip(f"float32 source checkpoint {source} not on this machine")
+    original = keras.saving.load_model(source, compile=False, safe_mode=True)
+    spec = spec_for_model(shipped)
+    images = fer_val_subset.images
+    assert len(images) >= 300
+    a = predict_scores(original, images, spec).argmax(1)
+    b = predict_scores(shipped, images, spec).argmax(1)
+    assert np.mean(a == b) >= 0.995
+
+
+def test_save_compact_round_trip(tmp_path):
+    from fer_keras.registry import build_model
+
+    model = build_model("baseline", 7, widths=(8, 16, 32))
+    path = weights.save_compact(model, str(tmp_path / "m.keras"), "float16")
+    plain = weights.save_compact(model, str(tmp_path / "m32.keras"), "float32")
+    assert os.path.getsize(path) < 0.7 * os.path.getsize(plain)
+    import keras
+
+    loaded = keras.saving.load_model(path, compile=False, safe_mode=True)
+    x = np.random.default_rng(0).uniform(size=(4, 44, 44, 1)).astype("float32")
+    for original, restored in zip(model.weights, loaded.weights):
+        assert restored.dtype == "float32"
+        np.testing.assert_allclose(restored.numpy(), original.numpy().astype(np.float16).astype(np.float32))
+    np.testing.assert_allclose(loaded({"face": x}).numpy(), model({"face": x}).numpy(), atol=2e-2)
+
+
+def test_build_pretrained_from_a_run_dir(tmp_path, fer2013_dir):
+    """The one-call builder the lead uses for new runs (small data limit to stay fast)."""
+    import json
+
+    from fer_keras.registry import build_model
+    from fer_keras.weights.build import build_pretrained
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    model = build_model("baseline", 7, widths=(8, 16, 32))
+    model.save(run_dir / "best.keras")
+    (run_dir / "run.json").write_text(json.dumps({"model": "baseline", "preset": "fer2013", "dataset": "fer2013", "data_dir": str(fer2013_dir),
+                                                  "splits": ["train", "val"], "class_names": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                                                  "command": "python -m fer_keras.train --dataset=fer2013"}))
+    card = build_pretrained("tiny-test", str(run_dir), output_dir=str(tmp_path / "out"), limit=64)
+    assert card["file"]["bytes"] == os.path.getsize(tmp_path / "out" / "tiny-test.keras")
+    assert card["validation"]["num_examples"] == 64
+    assert set(card["validation"]["float16_float32_top1_agreement"]) == {"centre", "ten_crop"}
+    assert json.loads((tmp_path / "out" / "tiny-test.json").read_text())["name"] == "tiny-test"
+
+
+def test_export_for_serving(shipped, tmp_path, fer_val_subset):
+    import json
+
+    import tensorflow as tf
+
+    from fer_keras.evaluate import spec_for_model
+    from fer_keras.training.loop import predict_scores
+    from fer_keras.weights.export import export_pretrained
+
+    path = export_pretrained(NAME, str(tmp_path), version=3, served_name="baseline")
+    assert path == str(tmp_path / "baseline" / "3")
+    metadata = json.loads((tmp_path / "baseline" / "3" / "assets" / "fer_keras_metadata.json").read_text())
+    assert metadata["class_names"] == weights.model_card(NAME)["class_names"] and metadata["pretrained_name"] == NAME
+    images = fer_val_subset.images[:16]
+    served = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), predict_scores(shipped, images, spec_for_model(shipped)), atol=1e-5)
+
+
+def test_mrcar_run_builds_and_exports(tmp_path, fer2013_dir):
+    """The path the lead takes for mrcar-fer2013: a subclassed model with region inputs."""
+    import json
+
+    import keras
+    import tensorflow as tf
+
+    from fer_keras.registry import build_model
+    from fer_keras.weights.build import build_pretrained
+    from fer_keras.export.savedmodel import export_model
+    from pipelines.input import eval_inputs
+
+    run_dir = tmp_path / "mrcar-run"
+    run_dir.mkdir()
+    build_model("mrcar", 7).save(run_dir / "best.keras")
+    (run_dir / "run.json").write_text(json.dumps({"model": "mrcar", "preset": "fer2013", "dataset": "fer2013", "data_dir": str(fer2013_dir),
+                                                  "splits": ["train", "val"], "class_names": ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"],
+                                                  "command": "python -m fer_keras.train --model=mrcar --dataset=fer2013"}))
+    card = build_pretrained("mrcar-test", str(run_dir), output_dir=str(tmp_path / "out"), limit=32, ten_crop=False)
+    assert card["input_spec"]["regions"] == {"eyes": [20, 44], "mouth": [26, 44]}
+    model = keras.saving.load_model(str(tmp_path / "out" / "mrcar-test.keras"), compile=False, safe_mode=True)
+    path = export_model(model, str(tmp_path / "serving"), "mrcar", version=1, class_names=card["class_names"], dataset_name="fer2013")
+    x = np.random.default_rng(0).integers(0, 256, (2, 48, 48, 1)).astype(np.uint8)
+    from fer_keras.evaluate import spec_for_model
+
+    served = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(x))["probabilities"].numpy()
+    np.testing.assert_allclose(served, model(eval_inputs(x, spec_for_model(model)), training=False).numpy(), atol=1e-5)
+
+
+def test_import_fer_keras_stays_light():
+    import subprocess
+    import sys
+
+    code = "import sys, fer_keras; assert callable(fer_keras.pretrained); print('tensorflow' in sys.modules, 'keras' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(os.path.dirname(__file__))), timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr

@@ -14,22 +14,11 @@ import argparse
 import glob
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 from PIL import Image
-
-
-def _timed(fn, repeats):
-    fn()  # warm-up (tf.function traces, allocations)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
+from timing import timed
 
 
 def _cpu_model():
@@ -79,7 +68,7 @@ def main():
     print("|---|---|---:|---:|---:|")
     for label, images, modes in cases:
         for mode, fn in modes:
-            med, lo, hi = _timed(fn, args.repeats)
+            med, lo, hi = timed(fn, args.repeats)
             n = len(images)
             print(f"| {label} | {mode} | {n / med:.1f} | {n / hi:.1f} | {n / lo:.1f} |", flush=True)
 

@@ -12,12 +12,12 @@ step fed by the pipeline (what training really does). Warm-up first, then the me
 from __future__ import annotations
 
 import os
-import statistics
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags  # noqa: E402
+from timing import repeated  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/datasets/fer2013", "FER2013 class folders.")
@@ -27,12 +27,6 @@ flags.DEFINE_list("precisions", ["float32"], "Keras dtype policies to try (float
 flags.DEFINE_list("jit_compile", ["false"], "XLA-compile the train step: false, true or both.")
 flags.DEFINE_integer("repeats", 3, "Timed repetitions per measurement.")
 flags.DEFINE_integer("steps", 60, "Steps (batches) per timed repetition.")
-
-
-def _median(fn, repeats):
-    fn()  # warm-up (tracing, autotune)
-    rates = [fn() for _ in range(repeats)]
-    return statistics.median(rates), min(rates), max(rates)
 
 
 def main(argv):
@@ -88,9 +82,9 @@ def main(argv):
                 float(loss)
                 return steps * batch_size / (time.perf_counter() - start)
 
-            pipe = _median(pipeline_only, FLAGS.repeats)
-            compute = _median(compute_only, FLAGS.repeats)
-            fed = _median(fed_by_pipeline, FLAGS.repeats)
+            pipe = repeated(pipeline_only, FLAGS.repeats)
+            compute = repeated(compute_only, FLAGS.repeats)
+            fed = repeated(fed_by_pipeline, FLAGS.repeats)
             rows.append((precision + (" + XLA" if jit else ""), batch_size, pipe, compute, fed))
             print(f"  {rows[-1][0]} batch {batch_size}: pipeline {pipe[0]:.0f}/s, train step {compute[0]:.0f}/s, fed {fed[0]:.0f}/s", flush=True)
     print("\n| precision | batch | pipeline alone img/s (min-max) | train step, data in memory | train step fed by pipeline | pipeline / train step |")

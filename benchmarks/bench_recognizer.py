@@ -16,23 +16,13 @@ import argparse
 import glob
 import os
 import platform
-import statistics
 import sys
-import time
 
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-
-def _timed(fn, repeats):
-    fn()  # warm-up: tf.function traces, MTCNN pyramid shapes, allocations
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times), min(times), max(times)
+from timing import timed  # noqa: E402
 
 
 def main():
@@ -71,7 +61,7 @@ def main():
     print("| case | ms / photo | ms / face | pass total (s) |")
     print("|---|---:|---:|---:|")
     for name, fn in cases.items():
-        median, low, high = _timed(fn, args.repeats)
+        median, low, high = timed(fn, args.repeats)
         per_photo = "" if name.startswith("classification") else f"{1000 * median / len(paths):.1f} ({1000 * low / len(paths):.1f}-{1000 * high / len(paths):.1f})"
         print(f"| {name} | {per_photo} | {1000 * median / faces:.1f} ({1000 * low / faces:.1f}-{1000 * high / faces:.1f}) | {median:.3f} |")
 

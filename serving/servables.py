@@ -1,0 +1,254 @@
+"""Loaded model versions of the local server: version discovery per policy, loading,
+signature calls with TF Serving's input checks and status codes (see ``serving.server``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import os
+import threading
+
+import grpc
+import tensorflow as tf
+from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+)
+
+from serving import config as serving_config
+
+
+LOG = logging.getLogger("serving.server")
+DEFAULT_SIGNATURE = "serving_default"
+State = get_model_status_pb2.ModelVersionStatus.State
+_CODE_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+
+
+class ServingError(Exception):
+    """An error with the gRPC status code TF Serving would answer with."""
+
+    def __init__(self, code: grpc.StatusCode, message: str):
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+# --------------------------------------------------------------------------------------------
+# Loaded models
+
+
+@dataclasses.dataclass
+class Servable:
+    """One loaded version of a model."""
+
+    name: str
+    version: int
+    path: str
+    loaded: object
+    signature_defs: dict  # name -> tensorflow.core.protobuf.meta_graph_pb2.SignatureDef
+
+    def signature(self, name: str):
+        name = name or DEFAULT_SIGNATURE
+        if name not in self.signature_defs or name not in self.loaded.signatures:
+            raise ServingError(grpc.StatusCode.FAILED_PRECONDITION, f'Serving signature key "{name}" not found.')
+        return name, self.loaded.signatures[name]
+
+
+def read_signature_defs(export_dir: str) -> dict:
+    """``SignatureDef``s of the ``serve`` MetaGraphDef in ``saved_model.pb``."""
+    saved_model = saved_model_pb2.SavedModel()
+    with open(os.path.join(export_dir, "saved_model.pb"), "rb") as handle:
+        saved_model.ParseFromString(handle.read())
+    for meta_graph in saved_model.meta_graphs:
+        if "serve" in meta_graph.meta_info_def.tags or len(saved_model.meta_graphs) == 1:
+            return dict(meta_graph.signature_def)
+    raise ValueError(f"{export_dir} has no MetaGraphDef tagged 'serve'")
+
+
+def load_servable(name: str, version: int, path: str) -> Servable:
+    loaded = tf.saved_model.load(path, tags=["serve"])
+    return Servable(name, version, path, loaded, read_signature_defs(path))
+
+
+@dataclasses.dataclass
+class _ModelState:
+    entry: serving_config.ModelEntry
+    servables: dict = dataclasses.field(default_factory=dict)  # version -> Servable
+    states: dict = dataclasses.field(default_factory=dict)  # version -> (State, grpc code, message)
+    failures: dict = dataclasses.field(default_factory=dict)  # version -> load attempts
+    warned: bool = False
+
+
+class ModelManager:
+    """Keeps the served versions of each model in sync with its base path."""
+
+    def __init__(self, entries, max_load_attempts: int = 3):
+        self._lock = threading.RLock()
+        self._poll_lock = threading.Lock()
+        self._models: dict[str, _ModelState] = {}
+        self.max_load_attempts = max_load_attempts
+        self.set_entries(entries)
+
+    def set_entries(self, entries):
+        with self._lock:
+            models = {}
+            for entry in entries:
+                state = self._models.get(entry.name)
+                if state is None or state.entry.base_path != entry.base_path:
+                    state = _ModelState(entry)
+                else:
+                    state.entry = entry
+                models[entry.name] = state
+            self._models = models
+
+    def model_names(self):
+        with self._lock:
+            return list(self._models)
+
+    def poll(self):
+        """One pass: load wanted versions not loaded yet, then unload the unwanted ones."""
+        with self._poll_lock:
+            with self._lock:
+                models = list(self._models.values())
+            for state in models:
+                self._sync(state)
+
+    def _sync(self, state: _ModelState):
+        entry = state.entry
+        available = serving_config.list_versions(entry.base_path)
+        wanted = serving_config.select_versions(available, entry.policy)
+        if not available and not state.warned:
+            LOG.warning("No versions of servable %s found under base path %s", entry.name, entry.base_path)
+        state.warned = not available
+        for version in sorted(wanted, reverse=True):
+            if version in state.servables or state.failures.get(version, 0) >= self.max_load_attempts:
+                continue
+            path = os.path.join(entry.base_path, str(version))
+            with self._lock:
+                state.states[version] = (State.LOADING, grpc.StatusCode.OK, "")
+            try:
+                servable = load_servable(entry.name, version, path)
+            except Exception as error:  # noqa: BLE001 - any load failure is reported through the status
+                attempts = state.failures.get(version, 0) + 1
+                state.failures[version] = attempts
+                LOG.error("Loading servable %s version %d failed (attempt %d): %s", entry.name, version, attempts, error)
+                with self._lock:
+                    state.states[version] = (State.END, grpc.StatusCode.UNKNOWN, f"Loading failed: {error}")
+                continue
+            with self._lock:
+                state.servables[version] = servable
+                state.states[version] = (State.AVAILABLE, grpc.StatusCode.OK, "")
+            LOG.info("Successfully loaded servable version {name: %s version: %d}", entry.name, version)
+        keep = set(wanted)
+        if not keep & set(state.servables):
+            # Availability preserving, like TF Serving: until a wanted version is AVAILABLE keep
+            # serving the newest loaded version that is still on disk.
+            keep |= set(sorted(v for v in state.servables if v in available)[-1:])
+        with self._lock:
+            for version in list(state.servables):
+                if version not in keep:
+                    del state.servables[version]
+                    state.states[version] = (State.END, grpc.StatusCode.OK, "")
+                    LOG.info("Unloaded servable version {name: %s version: %d}", entry.name, version)
+            for version in list(state.failures):
+                if version not in available:
+                    del state.failures[version]
+
+    def get(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
+        with self._lock:
+            state = self._models.get(name)
+            if state is None:
+                if version is not None:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
+            if label:
+                if label not in state.entry.version_labels:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"Unrecognized servable version label: {label}")
+                version = state.entry.version_labels[label]
+            if version is not None:
+                servable = state.servables.get(int(version))
+                if servable is None:
+                    raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Specific({name}, {version})")
+                return servable
+            if not state.servables:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Servable not found for request: Latest({name})")
+            return state.servables[max(state.servables)]
+
+    def status(self, name: str, version: int | None = None) -> list:
+        """``[(version, State, code, message)]`` newest first."""
+        with self._lock:
+            state = self._models.get(name)
+            if state is None:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+            rows = [(v, *s) for v, s in state.states.items()]
+        if version is not None:
+            rows = [row for row in rows if row[0] == int(version)]
+            if not rows:
+                raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find version {version} of model {name}")
+        if not rows:
+            raise ServingError(grpc.StatusCode.NOT_FOUND, f"Could not find any versions of model {name}")
+        return sorted(rows, key=lambda row: -row[0])
+
+
+# --------------------------------------------------------------------------------------------
+# Prediction core (shared by gRPC and REST)
+
+
+def _check_inputs(signature_name: str, fn, inputs: dict) -> dict:
+    """Validate named numpy inputs against the signature; INVALID_ARGUMENT like TF Serving."""
+    _, specs = fn.structured_input_signature
+    sent, wanted = set(inputs), set(specs)
+    if sent != wanted:
+        raise ServingError(
+            grpc.StatusCode.INVALID_ARGUMENT,
+            f"input size does not match signature: {len(sent)}!={len(wanted)} len({{{', '.join(sorted(sent))}}}) != "
+            f"len({{{', '.join(sorted(wanted))}}}). Sent extra: {{{', '.join(sorted(sent - wanted))}}}. "
+            f"Missing but required: {{{', '.join(sorted(wanted - sent))}}}.",
+        )
+    tensors = {}
+    for index, name in enumerate(sorted(specs)):
+        spec, value = specs[name], inputs[name]
+        dtype = tf.as_dtype(value.dtype) if value.dtype.kind not in "OSU" else tf.string
+        if dtype != spec.dtype:
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Expects arg[{index}] ('{name}' of signature '{signature_name}') to be {spec.dtype.name} but {dtype.name} is provided",
+            )
+        if not spec.shape.is_compatible_with(value.shape):
+            raise ServingError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"Input '{name}' of signature '{signature_name}' has shape {list(value.shape)}, expected {spec.shape}",
+            )
+        if spec.shape.rank and value.shape[0] == 0:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Empty batch: input '{name}' has 0 elements in dimension 0")
+        tensors[name] = tf.constant(value, dtype=spec.dtype)
+    return tensors
+
+
+def _clean_tf_message(message: str) -> str:
+    """The op's own message without the eager "Graph execution error / Detected at node" frame."""
+    lines = [line.strip() for line in str(message).splitlines()]
+    kept = [
+        line for line in lines
+        if line and not line.startswith(("Graph execution error", "Detected at node", "<stack traces", "[[", "File \"", "Op:"))
+    ]
+    return " ".join(kept) or str(message).strip()
+
+
+def run_signature(servable: Servable, signature_name: str, inputs: dict, output_filter=()) -> tuple[str, dict]:
+    """Call a signature on numpy inputs; returns ``(signature_name, {output: np.ndarray})``."""
+    signature_name, fn = servable.signature(signature_name)
+    tensors = _check_inputs(signature_name, fn, inputs)
+    try:
+        outputs = fn(**tensors)
+    except tf.errors.OpError as error:
+        code = _CODE_BY_VALUE.get(error.error_code, grpc.StatusCode.UNKNOWN)
+        raise ServingError(code, _clean_tf_message(error.message)) from None
+    except (TypeError, ValueError) as error:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
+    if output_filter:
+        unknown = [name for name in output_filter if name not in outputs]
+        if unknown:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"output tensor alias not found in signature: {unknown[0]}")
+        outputs = {name: outputs[name] for name in output_filter}
+    return signature_name, {name: value.numpy() for name, value in outputs.items()}

@@ -98,3 +98,21 @@ def test_cli_int8_from_saved_model(converted, fer2013_dir, tmp_path):
     assert (tmp_path / "cli-int8.tflite").stat().st_size > 0 and "ops: " in result.stdout
     missing = subprocess.run(command + ["--quantize=int8"], capture_output=True, text=True, timeout=600, cwd=REPO)
     assert missing.returncode != 0 and "--data_dir" in missing.stderr
+
+
+def test_multi_region_mrcar_converts_to_builtin_ops(fer_val_subset, tmp_path):
+    """MrCAR's eye and mouth crops are part of the exported graph; they must not need Flex ops."""
+    import keras
+    import numpy as np
+
+    from fer_keras.evaluate import spec_for_model
+    from fer_keras.registry import build_model
+
+    keras.utils.set_random_seed(0)
+    model = build_model("mrcar", 7)
+    spec = spec_for_model(model)
+    saved_model = export_model(model, str(tmp_path), "mrcar", class_names=list(fer_val_subset.class_names))
+    result = convert_saved_model(saved_model, str(tmp_path / "mrcar.tflite"), "none")
+    assert "GATHER" in result.ops and set(result.ops) <= builtin_op_names(), result.ops
+    images = fer_val_subset.images[:16]
+    np.testing.assert_allclose(predict_tflite(make_interpreter(result.path), images), predict_scores(model, images, spec), atol=1e-4)

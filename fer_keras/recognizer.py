@@ -238,9 +238,7 @@ class Recognizer:
         for start in range(0, len(faces), self.batch_size):
             batch = tf.constant(faces[start : start + self.batch_size])
             if self.ten_crop:
-                crops = input_pipeline.ten_crop(input_pipeline.normalize(batch), self.spec.image_size)
-                inputs = input_pipeline.model_inputs(tf.reshape(crops, [-1, *self.spec.image_size, self.spec.channels]), self.spec)
-                scores = self._forward(inputs).numpy()
+                scores = self._forward(input_pipeline.ten_crop_inputs(batch, self.spec)).numpy()
                 scores = scores.reshape(-1, 10, scores.shape[-1]).mean(axis=1)
             else:
                 scores = self._forward(input_pipeline.eval_inputs(batch, self.spec)).numpy()

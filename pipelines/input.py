@@ -126,6 +126,13 @@ def eval_inputs(images: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
     return model_inputs(center_crop(normalize(images), spec.image_size), spec)
 
 
+def ten_crop_inputs(images: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
+    """Model inputs of the ten crops of each aligned face ``[N, *source_size, C]``:
+    ``10 * N`` rows, image-major; average the scores with ``reshape(-1, 10, K).mean(1)``."""
+    crops = ten_crop(normalize(images), spec.image_size)
+    return model_inputs(tf.reshape(crops, [-1, *spec.image_size, spec.channels]), spec)
+
+
 def class_weights(targets: np.ndarray, num_classes: int) -> np.ndarray:
     """Inverse-frequency weights ``N / (K * n_k)`` (classes absent from ``targets`` get 0)."""
     labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
@@ -186,11 +193,8 @@ def eval_dataset(images: np.ndarray, targets: np.ndarray, spec: InputSpec, batch
     ds = tf.data.Dataset.from_tensor_slices((images, targets, np.ones(len(targets), np.float32))).batch(batch_size)
 
     def prepare(batch_images, batch_targets, batch_weights):
-        if not use_ten_crop:
-            return eval_inputs(batch_images, spec), batch_targets, batch_weights
-        crops = ten_crop(normalize(batch_images), spec.image_size)
-        faces = tf.reshape(crops, [-1, *spec.image_size, spec.channels])
-        return model_inputs(faces, spec), batch_targets, batch_weights
+        inputs = ten_crop_inputs(batch_images, spec) if use_ten_crop else eval_inputs(batch_images, spec)
+        return inputs, batch_targets, batch_weights
 
     return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

@@ -77,13 +77,12 @@ def main(argv):
     del argv
     from fer_keras.saving import load_model
     from pipelines.datasets.splits import default_splits
-    from pipelines.datasets import load_arrays, open_dataset
+    from pipelines.datasets import load_split
 
     model = load_model(FLAGS.model_path)
     spec = spec_for_model(model)
     split = FLAGS.split or default_splits(FLAGS.dataset)[1]
-    options = {"label_mode": FLAGS.label_mode} if FLAGS.label_mode else {}
-    arrays = load_arrays(open_dataset(FLAGS.dataset, FLAGS.data_dir, split, **options), image_size=spec.source_size, channels=spec.channels, limit=FLAGS.limit)
+    arrays = load_split(FLAGS.dataset, FLAGS.data_dir, split, spec, FLAGS.label_mode, FLAGS.limit)
     if arrays.skipped.total:
         print(f"{FLAGS.dataset}/{split}: {arrays.skipped.summary()}")
     output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model_path)), f"eval-{FLAGS.dataset}-{split}{'-tencrop' if FLAGS.ten_crop else ''}")

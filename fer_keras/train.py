@@ -91,11 +91,9 @@ def _parse_options(items: list[str]) -> dict:
 
 
 def _load_split(dataset: str, split: str, spec, limit=None):
-    from pipelines.datasets import load_arrays, open_dataset
+    from pipelines.datasets import load_split
 
-    options = {"label_mode": FLAGS.label_mode} if FLAGS.label_mode else {}
-    source = open_dataset(dataset, FLAGS.data_dir, split, **options)
-    arrays = load_arrays(source, image_size=spec.source_size, channels=spec.channels, limit=limit, progress=FLAGS.verbose > 0)
+    arrays = load_split(dataset, FLAGS.data_dir, split, spec, FLAGS.label_mode, limit, progress=FLAGS.verbose > 0)
     if arrays.skipped.total:
         print(f"{dataset}/{split}: {arrays.skipped.summary()}")
     return arrays

@@ -48,4 +48,12 @@ def open_dataset(name: str, data_dir, split, on_error: str = "skip", **options) 
     return cls(data_dir=data_dir, split=split, on_error=on_error, **fixed, **options)
 
 
-__all__ = ["Example", "FerDataset", "LoadedArrays", "SkipReport", "dataset_names", "load_arrays", "open_dataset"]
+def load_split(name: str, data_dir, split: str, spec, label_mode: str | None = None, limit: int | None = None, progress: bool = True) -> LoadedArrays:
+    """One split of a data set as arrays shaped for a model's ``InputSpec`` (its
+    ``source_size`` and ``channels``): what the training and evaluation CLIs load.
+    ``label_mode`` goes to adapters that have one (FER+)."""
+    options = {"label_mode": label_mode} if label_mode else {}
+    return load_arrays(open_dataset(name, data_dir, split, **options), image_size=spec.source_size, channels=spec.channels, limit=limit, progress=progress)
+
+
+__all__ = ["Example", "FerDataset", "LoadedArrays", "SkipReport", "dataset_names", "load_arrays", "load_split", "open_dataset"]

@@ -113,9 +113,7 @@ def export_ensemble(
     images_spec = [tf.TensorSpec([None], tf.string, name="images")]
 
     def write(tmp_dir):
-        archive = keras.export.ExportArchive()
-        for model in members:
-            archive.track(model)
+        archive = keras.export.ExportArchive()  # no track(): see export_model, weights are stored once
         archive.add_endpoint("serving_default", vote_fn(default), input_signature=images_spec)
         for rule in voting.VOTING_RULES:
             archive.add_endpoint(rule, vote_fn(rule), input_signature=images_spec)

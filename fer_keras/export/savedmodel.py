@@ -227,8 +227,10 @@ def export_model(
         return named_outputs(predict_probabilities(model, images, spec), class_names)
 
     def write(tmp_dir):
+        # No ``archive.track(model)``: the endpoints' variables are tracked on their own
+        # (``_all_variables``), and tracking the model too stores every weight a second
+        # time through its Keras variables (2x the file; there are no lookup tables here).
         archive = keras.export.ExportArchive()
-        archive.track(model)
         archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         archive.add_endpoint(
             "predict_images", predict_images, input_signature=[tf.TensorSpec([None, *spec.source_size, spec.channels], tf.uint8, name="images")]

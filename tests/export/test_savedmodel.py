@@ -162,6 +162,16 @@ def test_asset_and_saved_model_cli(exported):
     assert "dtype: DT_STRING" in shown and "dtype: DT_UINT8" in shown
 
 
+def test_each_weight_is_stored_once(exported):
+    model, export_dir = exported
+    stored = tf.train.list_variables(os.path.join(export_dir, "variables", "variables"))
+    stored_values = sum(int(np.prod(shape)) for name, shape in stored if name != "_CHECKPOINTABLE_OBJECT_GRAPH")
+    model_values = sum(int(np.prod(v.shape)) for v in model.weights)
+    assert stored_values == model_values
+    data_bytes = os.path.getsize(os.path.join(export_dir, "variables", "variables.data-00000-of-00001"))
+    assert data_bytes < 1.1 * 4 * model_values
+
+
 def _versions(model_dir):
     return sorted(name for name in os.listdir(model_dir) if name.isdigit())
 

@@ -1,5 +1,8 @@
 """Evaluate a saved model: ``python -m fer_keras.evaluate --model_path=runs/x/best.keras --dataset=fer2013 --data_dir=... --split=val``.
 
+``--model=mrcar-fer2013`` evaluates a shipped pretrained model instead of a file (its report
+goes to ``./eval-<name>-<dataset>-<split>/`` unless ``--output_dir`` says otherwise).
+
 Writes ``<output_dir>/report.json`` (accuracy, mean per-class accuracy "Ave", per-class
 sensitivity / precision / F1, confusion matrix counts and row-normalised) and the two
 confusion matrices as PNG. ``--ten_crop`` averages the scores of 4 corner + centre crops and
@@ -79,13 +82,23 @@ def main(argv):
     from pipelines.datasets.splits import default_splits
     from pipelines.datasets import load_split
 
-    model = load_model(FLAGS.model_path)
+    if bool(FLAGS.model_path) == bool(FLAGS.model):
+        raise app.UsageError("Pass exactly one of --model_path (a .keras file) and --model (a shipped pretrained name).")
+    if FLAGS.model:
+        from fer_keras import weights
+
+        model_path = weights.weights_path(FLAGS.model)  # unknown names list the known ones
+        default_dir = os.path.abspath(f"eval-{FLAGS.model}")
+    else:
+        model_path = FLAGS.model_path
+        default_dir = os.path.join(os.path.dirname(os.path.abspath(model_path)), "eval")
+    model = load_model(model_path)
     spec = spec_for_model(model)
     split = FLAGS.split or default_splits(FLAGS.dataset)[1]
     arrays = load_split(FLAGS.dataset, FLAGS.data_dir, split, spec, FLAGS.label_mode, FLAGS.limit)
     if arrays.skipped.total:
         print(f"{FLAGS.dataset}/{split}: {arrays.skipped.summary()}")
-    output_dir = FLAGS.output_dir or os.path.join(os.path.dirname(os.path.abspath(FLAGS.model_path)), f"eval-{FLAGS.dataset}-{split}{'-tencrop' if FLAGS.ten_crop else ''}")
+    output_dir = FLAGS.output_dir or f"{default_dir}-{FLAGS.dataset}-{split}{'-tencrop' if FLAGS.ten_crop else ''}"
     title = f"{model.name} on {FLAGS.dataset}/{split}{' ten-crop' if FLAGS.ten_crop else ''}"
     report = write_report(model, arrays.images, arrays.targets, arrays.class_names, spec, output_dir, FLAGS.ten_crop, title)
     print(f"{title}: accuracy {report['accuracy']:.4f}, mean per-class accuracy {report['mean_class_accuracy']:.4f} on {report['num_examples']} images")
@@ -96,7 +109,8 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("model_path", None, "A .keras model file.", required=True)
+    flags.DEFINE_string("model_path", None, "A .keras model file (or use --model).")
+    flags.DEFINE_string("model", None, "A shipped pretrained model name, e.g. mrcar-fer2013 (or use --model_path).")
     flags.DEFINE_string("dataset", "fer2013", "Data set adapter name (see fer_keras.train --help).")
     flags.DEFINE_string("data_dir", None, "Root of the data set.")
     flags.DEFINE_string("split", None, "Split to evaluate (default: the data set's validation split).")

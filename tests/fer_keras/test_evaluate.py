@@ -55,10 +55,17 @@ def test_spec_for_model_reads_a_saved_subclassed_mrcar(tmp_path):
     assert spec_for_model(loaded) == get_model_entry("mrcar").input_spec
 
 
-def test_evaluate_cli_loads_a_saved_mrcar_without_custom_objects(fer2013_dir, tmp_path):
-    """A fresh process holding only a .keras path must find MrCAR's registered classes."""
-    build_model("mrcar", 7).save(tmp_path / "mrcar.keras")
+def test_evaluate_cli_scores_the_shipped_mrcar_above_chance(fer2013_dir, tmp_path):
+    """A fresh process with only a pretrained name (--model) finds MrCAR's registered classes
+    and scores real val images well above chance (14%) and the majority class (25%)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
-    proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", f"--model_path={tmp_path / 'mrcar.keras'}", "--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=40", f"--output_dir={tmp_path / 'eval'}"], env=env, capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", "--model=mrcar-fer2013", "--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=300", f"--output_dir={tmp_path / 'eval'}"], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((tmp_path / "eval" / "report.json").read_text())["num_examples"] == 40
+    report = json.loads((tmp_path / "eval" / "report.json").read_text())
+    assert report["num_examples"] == 300 and report["accuracy"] > 0.4
+
+
+def test_evaluate_cli_needs_exactly_one_model_source(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", "--dataset=fer2013"], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "exactly one of --model_path" in proc.stderr

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import zipfile
 
 import h5py
@@ -13,6 +14,13 @@ import fer_keras
 from fer_keras import weights
 
 NAME = "baseline-fer2013"
+# Every shipped model: its parameter count and the float32 centre-crop validation accuracy of
+# the training run it was built from (the run's own report), which its card must repeat.
+SHIPPED = {
+    "baseline-fer2013": {"parameters": 288_679, "float32_centre_accuracy": 0.6102},
+    "mrcar-fer2013": {"parameters": 4_137_616, "float32_centre_accuracy": 0.5665},
+}
+REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -20,32 +28,39 @@ def shipped():
     return fer_keras.pretrained(NAME)
 
 
+@pytest.fixture(scope="module", params=sorted(SHIPPED))
+def each_shipped(request):
+    return request.param, fer_keras.pretrained(request.param)
+
+
 def test_known_names_and_unknown_name_lists_them():
-    assert NAME in weights.pretrained_names()
+    assert weights.pretrained_names() == sorted(SHIPPED)
     with pytest.raises(ValueError, match=f"Unknown pretrained model 'nope'. Known pretrained models: .*{NAME}"):
         fer_keras.pretrained("nope")
 
 
-def test_loads_offline_with_safe_mode_as_float32(shipped, monkeypatch):
+def test_loads_offline_with_safe_mode_as_float32(each_shipped, monkeypatch):
     import keras
 
+    name, shipped = each_shipped
     calls = []
     original = keras.saving.load_model
     monkeypatch.setattr(keras.saving, "load_model", lambda *a, **k: calls.append(k) or original(*a, **k))
-    model = weights.load_pretrained(NAME)
+    model = weights.load_pretrained(name)
     assert calls and calls[0]["safe_mode"] is True
     assert all(v.dtype == "float32" for v in model.weights)
     assert model.count_params() == shipped.count_params()
 
 
-def test_model_card_fields_consistent_with_file(shipped):
-    card = weights.model_card(NAME)
+def test_model_card_fields_consistent_with_file(each_shipped):
+    name, shipped = each_shipped
+    card = weights.model_card(name)
     for key in ("name", "model", "preset", "dataset", "class_names", "training_command", "parameters", "input_spec", "file", "validation"):
         assert key in card, key
-    path = weights.weights_path(NAME)
-    assert card["file"]["bytes"] == os.path.getsize(path)
+    path = weights.weights_path(name)
+    assert card["file"]["bytes"] == os.path.getsize(path) < 20_000_000
     assert card["file"]["sha256"] == weights.file_sha256(path)
-    assert card["parameters"] == shipped.count_params() == 288_679
+    assert card["parameters"] == shipped.count_params() == SHIPPED[name]["parameters"]
     assert card["training_command"].startswith("python -m fer_keras.train")
     val = card["validation"]
     assert val["num_examples"] == 3589
@@ -56,17 +71,18 @@ def test_model_card_fields_consistent_with_file(shipped):
             row = val[variant][mode]
             assert set(row["per_class"]) == set(card["class_names"])
             assert 0.5 < row["accuracy"] < 1.0
-    # float32 numbers are the training run's own (run report: accuracy 0.6102, Ave 0.5253).
-    assert val["float32"]["centre"]["accuracy"] == pytest.approx(0.6102, abs=5e-4)
+    assert val["float32"]["centre"]["accuracy"] == pytest.approx(SHIPPED[name]["float32_centre_accuracy"], abs=5e-4)
 
 
-def test_shipped_file_stores_float16_weights():
-    card = weights.model_card(NAME)
-    with zipfile.ZipFile(weights.weights_path(NAME)) as archive, archive.open("model.weights.h5") as f:
+@pytest.mark.parametrize("name", sorted(SHIPPED))
+def test_shipped_file_stores_the_weights_dtype_of_its_card(name):
+    card = weights.model_card(name)
+    with zipfile.ZipFile(weights.weights_path(name)) as archive, archive.open("model.weights.h5") as f:
         dtypes = set()
         with h5py.File(f, "r") as h5:
-            h5.visititems(lambda name, obj: dtypes.add(str(obj.dtype)) if isinstance(obj, h5py.Dataset) else None)
-    assert card["file"]["weights_dtype"] in dtypes and "float32" not in dtypes
+            h5.visititems(lambda key, obj: dtypes.add(str(obj.dtype)) if isinstance(obj, h5py.Dataset) else None)
+    stored = card["file"]["weights_dtype"]
+    assert stored in dtypes and not dtypes & ({"float16", "float32"} - {stored})
 
 
 def test_float16_round_trip_agrees_with_float32_on_real_val_images(shipped, fer_val_subset):
@@ -142,6 +158,30 @@ def test_export_for_serving(shipped, tmp_path, fer_val_subset):
     images = fer_val_subset.images[:16]
     served = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(images))
     np.testing.assert_allclose(served["probabilities"].numpy(), predict_scores(shipped, images, spec_for_model(shipped)), atol=1e-5)
+
+
+# The SavedModels committed for `docker compose up` in serving/: served name -> shipped model.
+COMMITTED_SERVABLES = {"baseline": "baseline-fer2013", "mrcar": "mrcar-fer2013"}
+
+
+@pytest.mark.parametrize("served_name", sorted(COMMITTED_SERVABLES))
+def test_committed_servable_is_the_shipped_model(served_name, fer_val_subset):
+    """serving/models/<name>/1 answers like fer_keras.pretrained(<shipped name>) on real images."""
+    import json
+
+    import tensorflow as tf
+
+    from fer_keras.evaluate import spec_for_model
+    from fer_keras.training.loop import predict_scores
+
+    name = COMMITTED_SERVABLES[served_name]
+    version_dir = REPO / "serving" / "models" / served_name / "1"
+    metadata = json.loads((version_dir / "assets" / "fer_keras_metadata.json").read_text())
+    assert metadata["pretrained_name"] == name and metadata["weights_sha256"] == weights.model_card(name)["file"]["sha256"]
+    model = fer_keras.pretrained(name)
+    images = fer_val_subset.images[:32]
+    served = tf.saved_model.load(str(version_dir)).signatures["predict_images"](images=tf.constant(images))
+    np.testing.assert_allclose(served["probabilities"].numpy(), predict_scores(model, images, spec_for_model(model)), atol=1e-5)
 
 
 def test_mrcar_run_builds_and_exports(tmp_path, fer2013_dir):

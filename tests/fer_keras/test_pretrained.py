@@ -104,6 +104,22 @@ def test_float16_round_trip_agrees_with_float32_on_real_val_images(shipped, fer_
     assert np.mean(a == b) >= 0.995
 
 
+def test_trained_model_survives_a_keras_save_load_round_trip(each_shipped, fer_val_subset, tmp_path):
+    """The trained weights, saved again as .keras and loaded with safe_mode: identical outputs."""
+    import keras
+
+    from fer_keras.evaluate import spec_for_model
+    from fer_keras.training.loop import predict_scores
+
+    name, model = each_shipped
+    model.save(tmp_path / f"{name}.keras")
+    restored = keras.saving.load_model(tmp_path / f"{name}.keras", compile=False, safe_mode=True)
+    images = fer_val_subset.images[:64]
+    spec = spec_for_model(model)
+    assert spec_for_model(restored) == spec
+    np.testing.assert_array_equal(predict_scores(restored, images, spec), predict_scores(model, images, spec))
+
+
 def test_save_compact_round_trip(tmp_path):
     from fer_keras.registry import build_model
 

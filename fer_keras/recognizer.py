@@ -200,9 +200,8 @@ class Recognizer:
     """
 
     def __init__(self, model="baseline-fer2013", min_confidence: float = 0.9, ten_crop: bool = False, batch_size: int = 32, detector=None, class_names: Sequence[str] | None = None):
-        import tensorflow as tf
-
         from fer_keras.evaluate import spec_for_model
+        from fer_keras.training.loop import Scorer
         from pipelines.faces import FaceDetector
 
         self.model, card_names, self.model_name = _resolve_model(model)
@@ -215,7 +214,7 @@ class Recognizer:
             raise ValueError(f"The detector must find every face (select='all'). Received: select={detector.select!r}")
         self.detector = detector
         self.min_confidence = detector.min_confidence
-        self._forward = tf.function(lambda inputs: tf.cast(self.model(inputs, training=False), tf.float32), reduce_retracing=True)
+        self._scores = Scorer(self.model, self.spec, self.ten_crop, self.batch_size)
         num_classes = self._scores(np.zeros((1, *self.spec.source_size, self.spec.channels), np.uint8)).shape[-1]
         names = class_names or card_names
         if names is None:
@@ -227,23 +226,6 @@ class Recognizer:
         self.class_names = [str(name) for name in names]
 
     # -- classification -------------------------------------------------------------------
-
-    def _scores(self, faces: np.ndarray) -> np.ndarray:
-        """Probabilities ``[N, K]`` of aligned faces uint8 ``[N, *source_size, C]``."""
-        import tensorflow as tf
-
-        from pipelines import input as input_pipeline
-
-        out = []
-        for start in range(0, len(faces), self.batch_size):
-            batch = tf.constant(faces[start : start + self.batch_size])
-            if self.ten_crop:
-                scores = self._forward(input_pipeline.ten_crop_inputs(batch, self.spec)).numpy()
-                scores = scores.reshape(-1, 10, scores.shape[-1]).mean(axis=1)
-            else:
-                scores = self._forward(input_pipeline.eval_inputs(batch, self.spec)).numpy()
-            out.append(scores)
-        return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
     def classify_faces(self, faces: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, K]`` of already aligned faces uint8 ``[N, *source_size, C]``."""

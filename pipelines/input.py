@@ -183,22 +183,6 @@ def train_dataset(
     return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
 
 
-def eval_dataset(images: np.ndarray, targets: np.ndarray, spec: InputSpec, batch_size: int, use_ten_crop: bool = False) -> tf.data.Dataset:
-    """Evaluation batches ``(inputs, targets, weights)``, centre crop or ten crops.
-
-    With ten-crop each input has ``10 * batch`` rows, image-major (the 10 crops of image 0
-    first); average the scores with ``scores.reshape(-1, 10, K).mean(1)``.
-    """
-    _check_arrays(images, targets, spec)
-    ds = tf.data.Dataset.from_tensor_slices((images, targets, np.ones(len(targets), np.float32))).batch(batch_size)
-
-    def prepare(batch_images, batch_targets, batch_weights):
-        inputs = ten_crop_inputs(batch_images, spec) if use_ten_crop else eval_inputs(batch_images, spec)
-        return inputs, batch_targets, batch_weights
-
-    return ds.map(prepare, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
-
-
 def _check_arrays(images: np.ndarray, targets: np.ndarray, spec: InputSpec) -> None:
     expected = (*spec.source_size, spec.channels)
     if images.ndim != 4 or tuple(images.shape[1:]) != expected:

@@ -272,17 +272,38 @@ def _per_example_loss(targets: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor
     return keras.losses.sparse_categorical_crossentropy(targets, probabilities)
 
 
+class Scorer:
+    """Class probabilities ``[N, K]`` of aligned faces uint8/float ``[N, *source_size, C]``:
+    the model's inputs (``pipelines.input.eval_inputs``, or ``ten_crop_inputs`` averaged
+    over the 10 crops) and the forward pass in one compiled function, built once and reused
+    across calls. Evaluation, the weights builder and the ``Recognizer`` all score through it.
+    """
+
+    def __init__(self, model: keras.Model, spec: InputSpec, use_ten_crop: bool = False, batch_size: int = 256):
+        self.spec = spec
+        self.use_ten_crop = bool(use_ten_crop)
+        self.batch_size = int(batch_size)
+
+        def forward(images):
+            if self.use_ten_crop:
+                scores = tf.cast(model(input_pipeline.ten_crop_inputs(images, spec), training=False), tf.float32)
+                return tf.reduce_mean(tf.reshape(scores, (-1, 10, tf.shape(scores)[-1])), axis=1)
+            return tf.cast(model(input_pipeline.eval_inputs(images, spec), training=False), tf.float32)
+
+        self._forward = tf.function(forward, reduce_retracing=True)
+
+    def __call__(self, images: np.ndarray) -> np.ndarray:
+        expected = (*self.spec.source_size, self.spec.channels)
+        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
+            raise ValueError(f"images must be [N, {expected[0]}, {expected[1]}, {expected[2]}] for this model. Received: {images.shape}")
+        if len(images) == 0:
+            raise ValueError("No images to score.")
+        return np.concatenate([self._forward(tf.constant(images[start : start + self.batch_size])).numpy() for start in range(0, len(images), self.batch_size)])
+
+
 def predict_scores(model: keras.Model, images: np.ndarray, spec: InputSpec, batch_size: int = 256, use_ten_crop: bool = False) -> np.ndarray:
-    """Class probabilities ``[N, K]`` for aligned faces, centre crop or ten-crop averaged."""
-    dataset = input_pipeline.eval_dataset(images, np.zeros(len(images), np.int32), spec, batch_size, use_ten_crop)
-    forward = tf.function(lambda inputs: tf.cast(model(inputs, training=False), tf.float32))
-    scores = []
-    for inputs, _, _ in dataset:
-        batch_scores = forward(inputs).numpy()
-        if use_ten_crop:
-            batch_scores = batch_scores.reshape(-1, 10, batch_scores.shape[-1]).mean(axis=1)
-        scores.append(batch_scores)
-    return np.concatenate(scores)
+    """Class probabilities ``[N, K]`` for aligned faces, centre crop or ten-crop averaged (see ``Scorer``)."""
+    return Scorer(model, spec, use_ten_crop, batch_size)(images)
 
 
 def evaluate_arrays(model, images, targets, spec, num_classes, batch_size=256, use_ten_crop=False) -> dict:

@@ -28,12 +28,6 @@ MIN_AGREEMENT = 0.995
 MAX_ACCURACY_CHANGE = 0.002
 
 
-def _scores(model, images, spec, use_ten_crop: bool) -> np.ndarray:
-    from fer_keras.training.loop import predict_scores
-
-    return predict_scores(model, images, spec, batch_size=256, use_ten_crop=use_ten_crop)
-
-
 def _summary(report: dict) -> dict:
     return {
         "accuracy": report["accuracy"],
@@ -49,12 +43,13 @@ def _summary(report: dict) -> dict:
 def score_variants(models: dict, images, targets, class_names, spec, ten_crop: bool = True) -> tuple[dict, dict]:
     """``({variant: {"centre": summary, "ten_crop": summary}}, {variant: top-1 predictions})``."""
     from fer_keras.metrics import classification_report
+    from fer_keras.training.loop import predict_scores
 
     results, predictions = {}, {}
     for variant, model in models.items():
         results[variant] = {}
         for mode in ("centre", "ten_crop") if ten_crop else ("centre",):
-            scores = _scores(model, images, spec, mode == "ten_crop")
+            scores = predict_scores(model, images, spec, use_ten_crop=mode == "ten_crop")
             results[variant][mode] = _summary(classification_report(targets, scores, class_names))
             predictions[(variant, mode)] = scores.argmax(axis=1)
     return results, predictions

@@ -8,6 +8,7 @@ import sys
 
 import keras
 import numpy as np
+import pytest
 
 from fer_keras.evaluate import spec_for_model
 from fer_keras.registry import build_model, get_model_entry
@@ -69,3 +70,21 @@ def test_evaluate_cli_needs_exactly_one_model_source(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", "--dataset=fer2013"], env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode != 0 and "exactly one of --model_path" in proc.stderr
+
+
+def test_scorer_ten_crop_is_the_mean_of_the_ten_crop_scores_and_batch_independent():
+    from fer_keras.training.loop import Scorer
+    from pipelines.input import ten_crop_inputs
+
+    model = build_model("baseline", 7, widths=(4, 4, 4))
+    spec = get_model_entry("baseline").input_spec
+    images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1)).astype(np.uint8)
+    crops = model(ten_crop_inputs(images, spec), training=False).numpy()
+    expected = crops.reshape(5, 10, 7).mean(axis=1)
+    np.testing.assert_allclose(Scorer(model, spec, use_ten_crop=True, batch_size=2)(images), expected, atol=1e-6)
+    scorer = Scorer(model, spec, batch_size=2)
+    np.testing.assert_allclose(scorer(images), Scorer(model, spec, batch_size=256)(images), atol=1e-6)
+    with pytest.raises(ValueError, match=r"\[N, 48, 48, 1\]"):
+        scorer(np.zeros((2, 44, 44, 1), np.uint8))
+    with pytest.raises(ValueError, match="No images"):
+        scorer(np.zeros((0, 48, 48, 1), np.uint8))

@@ -81,11 +81,9 @@ def test_class_weights_inverse_frequency():
     np.testing.assert_allclose(weights, [4 / (3 * 3), 4 / (3 * 1), 0.0])
 
 
-def test_eval_dataset_ten_crop_rows_are_image_major():
+def test_ten_crop_rows_are_image_major():
     images = _images(4)
-    ds = input_pipeline.eval_dataset(images, np.zeros(4, np.int32), SPEC, 2, use_ten_crop=True)
-    inputs, _, _ = next(iter(ds))
-    faces = inputs["face"].numpy()
+    faces = input_pipeline.ten_crop_inputs(tf.constant(images[:2]), SPEC)["face"].numpy()
     assert faces.shape == (20, 44, 44, 1)
     np.testing.assert_allclose(faces[4], images[0, 2:46, 2:46] / 255.0, atol=1e-6)  # centre of image 0
     np.testing.assert_allclose(faces[14], images[1, 2:46, 2:46] / 255.0, atol=1e-6)  # centre of image 1
@@ -95,6 +93,6 @@ def test_bad_arrays_are_rejected():
     with pytest.raises(ValueError, match=r"\[N, 48, 48, 1\]"):
         input_pipeline.train_dataset(np.zeros((4, 40, 40, 1), np.uint8), np.zeros(4, np.int32), SPEC, 2)
     with pytest.raises(ValueError, match="empty"):
-        input_pipeline.eval_dataset(np.zeros((0, 48, 48, 1), np.uint8), np.zeros(0, np.int32), SPEC, 2)
+        input_pipeline.train_dataset(np.zeros((0, 48, 48, 1), np.uint8), np.zeros(0, np.int32), SPEC, 2)
     with pytest.raises(ValueError, match="differ in length"):
-        input_pipeline.eval_dataset(np.zeros((3, 48, 48, 1), np.uint8), np.zeros(2, np.int32), SPEC, 2)
+        input_pipeline.train_dataset(np.zeros((3, 48, 48, 1), np.uint8), np.zeros(2, np.int32), SPEC, 2)

@@ -74,6 +74,7 @@ def main(argv):
     import tensorflow as tf
 
     from fer_keras.evaluate import spec_for_model
+    from fer_keras.weights.export import directory_bytes
     from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
     from fer_keras.export.tflite import interpreter_name
     from fer_keras.saving import load_model
@@ -102,7 +103,7 @@ def main(argv):
             timing = _latency(_tflite_call(result.path, val.images.shape[1:]), latency_images)
             name = {"none": "TFLite float32", "float16": "TFLite float16", "int8": "TFLite int8"}[quantize]
             rows.append((name, f"{result.size_bytes / 1e6:.3f}", f"{agreement * 100:.2f}", f"{accuracy * 100:.2f}", *timing))
-        saved_model_size = sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(saved_model) for f in files)
+        saved_model_size = directory_bytes(saved_model)
         scores = signature(images=tf.constant(val.images))["probabilities"].numpy()
         agreement = float((scores.argmax(1) == keras_scores.argmax(1)).mean())
         accuracy = float((scores.argmax(1) == val.targets).mean())

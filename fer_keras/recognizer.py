@@ -125,61 +125,39 @@ def list_images(folder: str) -> list[str]:
     return found
 
 
-_EXIF_ORIENTATION = 0x0112
-
 
 def read_photo(path) -> np.ndarray:
-    """Decode a photo file to RGB uint8 ``[H, W, 3]``, upright per its EXIF orientation.
+    """Decode a photo file to RGB uint8 ``[H, W, 3]``, upright per its EXIF orientation
+    (``pipelines.images.decode_image`` applies it with Pillow's ``ImageOps.exif_transpose``).
 
     Raises:
         pipelines.images.ImageDecodeError: not a readable image (the message names the file).
         FileNotFoundError: no such file.
     """
-    from PIL import Image
-
     from pipelines.images import decode_image
 
     path = os.fspath(path)
     if not os.path.exists(path):
         raise FileNotFoundError(f"{path}: no such file")
-    image = decode_image(path, channels=3)
-    try:
-        with Image.open(path) as img:
-            orientation = img.getexif().get(_EXIF_ORIENTATION, 1)
-    except Exception:  # decode_image already succeeded; a broken EXIF block just means upright
-        orientation = 1
-    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1], 5: lambda a: a.transpose(1, 0, 2),
-           6: lambda a: np.rot90(a, -1), 7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1], 8: lambda a: np.rot90(a, 1)}
-    if orientation in ops:
-        image = np.ascontiguousarray(ops[orientation](image))
-    return image
+    return decode_image(path, channels=3)
 
 
 def _resolve_model(model):
-    """``(keras model, class names or None, display name)`` from a pretrained name, a path or a model."""
+    """``(keras model, display name)`` from a pretrained name, a ``.keras`` path or a model."""
     import keras
 
     from fer_keras import weights
+    from fer_keras.saving import load_model
 
     if isinstance(model, keras.Model):
-        return model, None, model.name
+        return model, model.name
     model = os.fspath(model)
     if model in weights.pretrained_names():
-        return weights.load_pretrained(model), weights.model_card(model)["class_names"], model
+        return weights.load_pretrained(model), model
     if not os.path.exists(model):
         raise ValueError(f"model must be a pretrained name, a .keras file or a keras.Model. Received: {model!r} "
                          f"(no such file; known pretrained models: {', '.join(weights.pretrained_names())})")
-    import json
-
-    from fer_keras.saving import load_model
-
-    loaded = load_model(model)
-    run_json = os.path.join(os.path.dirname(os.path.abspath(model)), "run.json")
-    names = None
-    if os.path.exists(run_json):
-        with open(run_json) as f:
-            names = json.load(f).get("class_names")
-    return loaded, names, os.path.basename(model)
+    return load_model(model), os.path.basename(model)
 
 
 class Recognizer:
@@ -195,17 +173,18 @@ class Recognizer:
         batch_size: int. Faces per model call and photos per detection call. Defaults to 32.
         detector: a ``pipelines.faces.FaceDetector`` with ``select="all"`` to share (built
             from ``min_confidence`` when None).
-        class_names: list of str, or None (from the model card / the run.json beside the
-            file / the canonical 7 or 8 classes).
     """
 
-    def __init__(self, model="baseline-fer2013", min_confidence: float = 0.9, ten_crop: bool = False, batch_size: int = 32, detector=None, class_names: Sequence[str] | None = None):
-        from fer_keras.evaluate import spec_for_model
-        from fer_keras.training.loop import Scorer
+    def __init__(self, model="baseline-fer2013", min_confidence: float = 0.9, ten_crop: bool = False, batch_size: int = 32, detector=None):
+        from fer_keras.inference import Scorer
+        from fer_keras.saving import model_spec
         from pipelines.faces import FaceDetector
 
-        self.model, card_names, self.model_name = _resolve_model(model)
-        self.spec = spec_for_model(self.model)
+        self.model, self.model_name = _resolve_model(model)
+        # Input size, crop, channels and class names travel with the model (its ModelSpec).
+        spec = model_spec(self.model)
+        self.spec = spec.input_spec
+        self.class_names = list(spec.class_names)
         self.ten_crop = bool(ten_crop)
         self.batch_size = int(batch_size)
         if detector is None:
@@ -214,16 +193,7 @@ class Recognizer:
             raise ValueError(f"The detector must find every face (select='all'). Received: select={detector.select!r}")
         self.detector = detector
         self.min_confidence = detector.min_confidence
-        self._scores = Scorer(self.model, self.spec, self.ten_crop, self.batch_size)
-        num_classes = self._scores(np.zeros((1, *self.spec.source_size, self.spec.channels), np.uint8)).shape[-1]
-        names = class_names or card_names
-        if names is None:
-            from pipelines.labels import class_space
-
-            names = class_space(num_classes) if num_classes in (7, 8) else [str(k) for k in range(num_classes)]
-        if len(names) != num_classes:
-            raise ValueError(f"{self.model_name} has {num_classes} outputs but {len(names)} class names: {list(names)}")
-        self.class_names = [str(name) for name in names]
+        self._scores = Scorer(self.model, self.ten_crop, self.batch_size)
 
     # -- classification -------------------------------------------------------------------
 

@@ -29,8 +29,9 @@ flags.DEFINE_string("dataset", "demo", "Data set adapter: demo, fer2013, fer2013
 flags.DEFINE_string("data_dir", None, "Root of the data set (a .csv file for fer2013_csv).")
 flags.DEFINE_string("train_split", None, "Training split (default per data set, e.g. train).")
 flags.DEFINE_string("val_split", None, "Validation split (default per data set, e.g. val).")
-flags.DEFINE_string("label_mode", None, "FER+ label mode: majority, probability, crossentropy, multi_target.")
+flags.DEFINE_string("label_mode", None, "FER+ training label mode (Barsoum et al. 2016): majority, probability (a label drawn from the votes each epoch), crossentropy (the vote distribution as target), multi_target (-log of the summed probability of the voted labels). Validation always uses the majority vote.")
 flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers parsed), overriding the preset's, e.g. arcface_margin=0.3.")
+flags.DEFINE_list("objective_options", [], "Training-objective options as key=value, overriding the preset's, e.g. label_smoothing=0.1.")
 flags.DEFINE_integer("limit", None, "Use at most this many training images (quick runs).")
 flags.DEFINE_integer("epochs", None, "Number of epochs (overrides the preset).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the preset).")
@@ -90,10 +91,24 @@ def _parse_options(items: list[str]) -> dict:
     return options
 
 
-def _load_split(dataset: str, split: str, spec, limit=None):
+def _loop_setting_names() -> list[str]:
+    """Preset settings the training loop reads (``LoopConfig`` fields the CLI does not own)."""
+    from fer_keras.training.loop import LoopConfig
+
+    cli_owned = {"seed", "oversample", "class_weighting", "checkpoint_every", "jit_compile", "verbose"}
+    return [field.name for field in dataclasses.fields(LoopConfig) if field.name not in cli_owned]
+
+
+def _check_settings(settings: dict, known: list[str]) -> None:
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise app.UsageError(f"Unknown training setting(s) {unknown}. Known: {sorted(known)}")
+
+
+def _load_split(dataset: str, split: str, spec, label_mode=None, limit=None):
     from pipelines.datasets import load_split
 
-    arrays = load_split(dataset, FLAGS.data_dir, split, spec, FLAGS.label_mode, limit, progress=FLAGS.verbose > 0)
+    arrays = load_split(dataset, FLAGS.data_dir, split, spec, label_mode, limit, progress=FLAGS.verbose > 0)
     if arrays.skipped.total:
         print(f"{dataset}/{split}: {arrays.skipped.summary()}")
     return arrays
@@ -117,6 +132,7 @@ def main(argv):
         raise app.UsageError(f"Unknown preset {preset_name!r} for {FLAGS.model}. Known: {', '.join(entry.presets)}")
     preset = entry.presets[preset_name]
     settings = _settings_from_flags(preset.settings)
+    _check_settings(settings, _loop_setting_names())
     output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.model}-{FLAGS.dataset}")
     if os.path.isdir(os.path.join(output_dir, "checkpoints")) and not FLAGS.resume:
         raise app.UsageError(f"{output_dir} already holds a run. Pass --resume to continue it, or choose another --output_dir.")
@@ -126,10 +142,11 @@ def main(argv):
     import tensorflow as tf
 
     from fer_keras.evaluate import write_report
+    from fer_keras.objective import call_factory
     from fer_keras.plots import plot_history
     from fer_keras.registry import build_model
-    from fer_keras.saving import load_model
-    from fer_keras.training.loop import LoopConfig, Trainer, save_model_atomically
+    from fer_keras.saving import load_model, save_model
+    from fer_keras.training.loop import LoopConfig, Trainer
     from fer_keras.training.strategy import make_strategy
     from pipelines.datasets.splits import default_splits
 
@@ -148,32 +165,49 @@ def main(argv):
     train_split, val_split = FLAGS.train_split or train_split, FLAGS.val_split or val_split
     spec = preset.input_spec or entry.input_spec
     model_options = dict(preset.model_options, **_parse_options(FLAGS.model_options))
+    objective_options = dict(preset.objective_options, **_parse_options(FLAGS.objective_options))
+    try:
+        entry.check_options(model_options, objective_options)
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
     if model_options:
         print("Model options: " + ", ".join(f"{k}={v}" for k, v in sorted(model_options.items())))
-    train = _load_split(FLAGS.dataset, train_split, spec, FLAGS.limit)
-    val = _load_split(FLAGS.dataset, val_split, spec)
+    if objective_options:
+        print("Objective options: " + ", ".join(f"{k}={v}" for k, v in sorted(objective_options.items())))
+    train = _load_split(FLAGS.dataset, train_split, spec, FLAGS.label_mode, FLAGS.limit)
+    # Validation is scored on the majority vote whatever the training label mode (FER+).
+    val = _load_split(FLAGS.dataset, val_split, spec, "majority" if FLAGS.label_mode else None)
     class_names = tuple(train.class_names)
-    print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images, {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
+    print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images ({train.target_kind} targets), {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
-    config = LoopConfig(**{k: v for k, v in settings.items() if k in {f.name for f in dataclasses.fields(LoopConfig)}}, seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
-    trainer = Trainer(lambda: build_model(FLAGS.model, len(class_names), spec, **model_options), spec, len(class_names), config, output_dir, strategy, label_input=entry.label_input)
+    config = LoopConfig(**settings, seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
+    ten_crop = FLAGS.ten_crop or preset.ten_crop
+    trainer = Trainer(
+        lambda: build_model(FLAGS.model, class_names, spec, ten_crop=ten_crop, dataset=FLAGS.dataset, **model_options),
+        lambda model: call_factory(entry.objective, model, "labels" if train.target_kind == "sampled" else train.target_kind, objective_options),
+        config,
+        output_dir,
+        strategy,
+        target_kind=train.target_kind,
+    )
     if FLAGS.resume and trainer.restore():
         print(f"Resumed from {output_dir}/checkpoints at epoch {int(trainer.epoch.numpy())}, step {int(trainer.step_in_epoch.numpy())}.")
     started = time.time()
     history = trainer.fit(train.images, train.targets, val.images, val.targets)
     if not trainer.is_chief:
         return 0
-    save_model_atomically(trainer.model, os.path.join(output_dir, "final.keras"))
+    save_model(trainer.model, os.path.join(output_dir, "final.keras"))
     plot_history({k: [row[k] for row in history] for k in ("loss", "accuracy", "val_loss", "val_accuracy")}, os.path.join(output_dir, "history.png"))
     best = load_model(os.path.join(output_dir, "best.keras"))
-    ten_crop = FLAGS.ten_crop or preset.ten_crop
-    report = write_report(best, val.images, val.targets, class_names, spec, output_dir, use_ten_crop=ten_crop, title=f"{FLAGS.model} on {FLAGS.dataset}/{val_split}")
+    report = write_report(best, val.images, val.targets, class_names, output_dir, use_ten_crop=ten_crop, title=f"{FLAGS.model} on {FLAGS.dataset}/{val_split}")
     run = {
         "model": FLAGS.model,
         "preset": preset.name,
         "settings": settings,
         "dataset": FLAGS.dataset,
         "data_dir": FLAGS.data_dir,
+        "label_mode": FLAGS.label_mode,
+        "objective_options": objective_options,
         "splits": [train_split, val_split],
         "class_names": list(class_names),
         "train_images": len(train.images),

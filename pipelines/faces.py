@@ -29,6 +29,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image
 
+from fer_spec import geometry
 from pipelines import regions
 
 SELECT_CHOICES = ("largest", "confident", "all")
@@ -38,7 +39,7 @@ NO_FACE_CHOICES = ("skip", "assume_aligned")
 @dataclasses.dataclass
 class Face:
     """One detection. ``box`` is ``(x, y, w, h)`` in pixels of the input image; ``landmarks``
-    are float32 ``[5, 2]`` ``(x, y)`` in ``regions.LANDMARK_NAMES`` order."""
+    are float32 ``[5, 2]`` ``(x, y)`` in ``geometry.LANDMARK_NAMES`` order."""
 
     box: tuple[float, float, float, float]
     confidence: float
@@ -195,7 +196,7 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
 
 
 def align_face(image, landmarks, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Warp ``image`` so its 5 ``landmarks`` land on ``regions.template_points(size)``.
+    """Warp ``image`` so its 5 ``landmarks`` land on ``geometry.template_points(size)``.
 
     Pixel ``i`` has its centre at coordinate ``i`` (MTCNN's and ``crop_and_resize``'s
     convention); PIL's transform works with centres at ``i + 0.5``, converted here.
@@ -210,7 +211,7 @@ def align_face(image, landmarks, size: int) -> tuple[np.ndarray, np.ndarray]:
     if array.dtype != np.uint8:
         array = np.clip(np.round(array), 0, 255).astype(np.uint8)
     pil = Image.fromarray(array.reshape(array.shape[:2]) if squeeze else array)
-    matrix = umeyama(landmarks, regions.template_points(size))
+    matrix = umeyama(landmarks, geometry.template_points(size))
     inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     a, b, c = inverse[0]
     d, e, f = inverse[1]
@@ -325,7 +326,7 @@ class FacePreprocessor:
                 resized = np.asarray(resized.resize((self.face_size, self.face_size), Image.BILINEAR))
                 if self.channels == 1:
                     resized = resized[:, :, None]
-                out.append(ProcessedFace(resized, regions.template_points(self.face_size), False, 0.0))
+                out.append(ProcessedFace(resized, geometry.template_points(self.face_size), False, 0.0))
         return out
 
     def regions(self, faces):

@@ -12,6 +12,10 @@ Modes handled by :func:`decode_image`:
   (``v >> 8``), i.e. the 8 most significant bits are kept, no per-image contrast stretch.
 * ``F`` (32-bit float): values are taken as already in ``[0, 255]``, clipped and rounded.
 
+Photos are returned upright: the EXIF orientation tag (0x0112, set by cameras and phones
+that store the sensor's pixels unrotated) is applied with Pillow's
+``ImageOps.exif_transpose``; a missing or unreadable EXIF block means upright.
+
 ``channels=1`` converts color to gray with ITU-R 601-2 luma exactly as Pillow's ``'L'``
 conversion (``L = R * 299/1000 + G * 587/1000 + B * 114/1000``); ``channels=3`` repeats a
 gray channel; ``channels=None`` keeps 1 or 3.
@@ -24,7 +28,7 @@ import os
 from typing import Union
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 ImageSource = Union[str, "os.PathLike[str]", bytes, bytearray, memoryview, io.IOBase]
 
@@ -79,6 +83,21 @@ def _to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _upright(img: Image.Image) -> Image.Image:
+    """``img`` turned per its EXIF orientation (Pillow's ``exif_transpose``); unchanged when it
+    has no orientation tag or its EXIF block cannot be parsed (the pixels decoded fine)."""
+    try:
+        orientation = img.getexif().get(0x0112, 1)
+    except Exception:  # a corrupt EXIF block is no reason to reject decodable pixels
+        return img
+    if orientation in (None, 1):
+        return img
+    try:
+        return ImageOps.exif_transpose(img)
+    except Exception:
+        return img
+
+
 def to_channels(image: np.ndarray, channels: int | None) -> np.ndarray:
     """Convert ``uint8 [H, W, 1|3]`` to ``channels`` (1: ITU-R 601 luma as Pillow 'L'; 3: RGB)."""
     if channels is None or image.shape[-1] == channels:
@@ -109,7 +128,7 @@ def decode_image(data_or_path: ImageSource, where: str | None = None, channels: 
     try:
         with Image.open(_open_source(data_or_path)) as img:
             img.load()
-            array = _to_array(img)
+            array = _to_array(_upright(img))
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error...
         raise ImageDecodeError(
             f"{where}: cannot decode image ({type(error).__name__}: {error}). Expected {EXPECTED}, "

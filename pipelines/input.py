@@ -1,7 +1,7 @@
 """tf.data input pipelines: model input spec, the papers' augmentations, ten-crop testing.
 
 Images arrive as ``uint8 [N, H, W, C]`` arrays of aligned faces at the model's
-``source_size`` (see ``fer_keras.input_spec.InputSpec``); targets are class ids ``[N]`` or
+``source_size`` (see ``fer_spec.InputSpec``); targets are class ids ``[N]`` or
 label distributions ``[N, K]``. Every batch is ``(inputs, targets, sample_weights)`` with
 ``inputs`` a dict keyed by the spec's input names (``face`` plus any MrCAR regions).
 
@@ -20,7 +20,8 @@ import math
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.input_spec import InputSpec
+from fer_spec import InputSpec
+from pipelines.regions import crop_regions
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +44,11 @@ class Augmentation:
 NO_AUGMENTATION = Augmentation(flip=False, max_rotation=0.0, scale_range=(1.0, 1.0), translate=False)
 
 
-def normalize(images: tf.Tensor) -> tf.Tensor:
-    """Pixels to float32 in [0, 1]; the one normalisation shared by training and serving."""
+def normalize(images: tf.Tensor, normalization: str = "unit") -> tf.Tensor:
+    """0..255 pixels to model inputs as ``InputSpec.normalization`` names it (``"unit"``:
+    float32 in [0, 1]); the one normalisation shared by training and serving."""
+    if normalization != "unit":
+        raise ValueError(f"Unknown normalization {normalization!r}. Known: unit")
     return tf.cast(images, tf.float32) / 255.0
 
 
@@ -112,8 +116,6 @@ def model_inputs(faces: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
     """Model inputs from normalised face crops ``[N, h, w, C]``: ``face`` plus region crops."""
     inputs = {"face": faces}
     if spec.regions:
-        from pipelines.regions import crop_regions
-
         regions = crop_regions(faces, dict(spec.regions))
         inputs.update({name: regions[name] for name in spec.regions})
     return inputs
@@ -123,13 +125,13 @@ def eval_inputs(images: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
     """Model inputs from aligned faces ``[N, *source_size, C]`` (uint8 or float 0..255):
     normalise, centre crop, region crops. The one inference preprocessing, shared by
     evaluation and the exported serving signatures."""
-    return model_inputs(center_crop(normalize(images), spec.image_size), spec)
+    return model_inputs(center_crop(normalize(images, spec.normalization), spec.image_size), spec)
 
 
 def ten_crop_inputs(images: tf.Tensor, spec: InputSpec) -> dict[str, tf.Tensor]:
     """Model inputs of the ten crops of each aligned face ``[N, *source_size, C]``:
     ``10 * N`` rows, image-major; average the scores with ``reshape(-1, 10, K).mean(1)``."""
-    crops = ten_crop(normalize(images), spec.image_size)
+    crops = ten_crop(normalize(images, spec.normalization), spec.image_size)
     return model_inputs(tf.reshape(crops, [-1, *spec.image_size, spec.channels]), spec)
 
 
@@ -152,6 +154,16 @@ def epoch_order(targets: np.ndarray, seed: int, epoch: int, oversample: bool) ->
     return rng.choice(len(labels), size=len(labels), replace=True, p=probabilities / probabilities.sum())
 
 
+def draw_labels(distributions: np.ndarray, seed: int, epoch: int) -> np.ndarray:
+    """One class id per row drawn from its distribution ``[N, K]``, a function of
+    ``(seed, epoch)`` only (FER+ probabilistic label drawing, Barsoum et al. 2016, Sec. 3.3:
+    a new draw every epoch)."""
+    rng = np.random.default_rng([seed, epoch, 1])
+    cumulative = np.cumsum(distributions / distributions.sum(axis=1, keepdims=True), axis=1)
+    labels = (cumulative < rng.random(len(distributions))[:, None]).sum(axis=1)
+    return np.minimum(labels, distributions.shape[1] - 1).astype(np.int32)
+
+
 def train_dataset(
     images: np.ndarray,
     targets: np.ndarray,
@@ -162,13 +174,18 @@ def train_dataset(
     augmentation: Augmentation = Augmentation(),
     oversample: bool = False,
     weights: np.ndarray | None = None,
+    sample_labels: bool = False,
 ) -> tf.data.Dataset:
     """One epoch of training batches ``(inputs, targets, sample_weights)``; drops the last partial batch.
 
     Args:
         weights: optional per-class weights (see ``class_weights``) -> per-example weights.
+        sample_labels: targets are distributions ``[N, K]`` to draw this epoch's class ids
+            from (``draw_labels``); the batches then carry the drawn ids.
     """
     _check_arrays(images, targets, spec)
+    if sample_labels:
+        targets = draw_labels(targets, seed, epoch)
     order = epoch_order(targets, seed, epoch, oversample)
     labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
     example_weights = np.ones(len(targets), np.float32) if weights is None else weights[labels]
@@ -177,7 +194,8 @@ def train_dataset(
 
     def augment(step, batch):
         batch_images, batch_targets, batch_weights = batch
-        faces = random_affine_crop(batch_images, spec.image_size, augmentation, tf.stack([tf.cast(seed, tf.int64) * 100003 + epoch, step])) / 255.0
+        faces = random_affine_crop(batch_images, spec.image_size, augmentation, tf.stack([tf.cast(seed, tf.int64) * 100003 + epoch, step]))
+        faces = normalize(faces, spec.normalization)
         return model_inputs(faces, spec), batch_targets, batch_weights
 
     return ds.map(augment, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

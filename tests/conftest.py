@@ -66,4 +66,4 @@ def tiny_baseline(fer_train_subset):
     """``(model, spec)``: a narrow baseline trained 3 epochs on ``fer_train_subset``."""
     from tests.tiny_models import train_tiny_baseline
 
-    return train_tiny_baseline(fer_train_subset.images, fer_train_subset.targets, len(fer_train_subset.class_names), epochs=3)
+    return train_tiny_baseline(fer_train_subset.images, fer_train_subset.targets, fer_train_subset.class_names, epochs=3)

@@ -22,7 +22,9 @@ import keras
 import tensorflow as tf
 
 from fer_keras import voting
-from fer_keras.export.savedmodel import add_metadata, as_functional, build_metadata, decode_images, predict_probabilities, resolve_class_names, write_version_atomically
+from fer_keras.export.savedmodel import add_metadata, build_metadata, decode_images, write_version_atomically
+from fer_keras.inference import probabilities
+from fer_keras.saving import model_spec
 
 
 def export_ensemble(
@@ -33,49 +35,38 @@ def export_ensemble(
     default: str = "t2v",
     alpha: float = 1.9,
     beta: float = 1.0,
-    class_names=None,
-    dataset_name: str = "",
     extra_metadata: dict | None = None,
-    specs=None,
 ) -> str:
     """Export ``members`` as ``<export_root>/<name>/<version>/`` (see the module docstring).
 
     Args:
-        members: trained Keras models with the same number of classes (probability outputs).
+        members: trained Keras models carrying their ``ModelSpec`` s, with the same class
+            names in the same order (each may have its own input spec).
         export_root, name, version: as in ``export_model``.
         default: str. Rule served as ``serving_default``: "t2v", "noi" or "bagging".
         alpha, beta: float. T2V weights of first and second choices (paper: 1.9, 1.0).
-        class_names: list of str or None.
-        dataset_name: str. Training data set, kept in the metadata.
         extra_metadata: dict. More JSON-serialisable metadata.
-        specs: list of InputSpec or None (each recovered with ``spec_for_model``).
 
     Returns:
         The version directory written.
     """
-    from fer_keras.evaluate import spec_for_model
-
     if not members:
         raise ValueError("An ensemble needs at least one member.")
     if default not in voting.VOTING_RULES:
         raise ValueError(f"default must be one of {sorted(voting.VOTING_RULES)}. Received: default={default!r}")
-    specs = list(specs) if specs is not None else [spec_for_model(m) for m in members]
-    if len(specs) != len(members):
-        raise ValueError(f"{len(members)} members but {len(specs)} specs.")
-    members = [as_functional(m, s) for m, s in zip(members, specs)]
-    num_classes = {int(m.outputs[0].shape[-1]) for m in members}
-    if len(num_classes) != 1:
-        raise ValueError(f"Members disagree on the number of classes: {[(m.name, int(m.outputs[0].shape[-1])) for m in members]}")
-    class_names = resolve_class_names(members[0], class_names)
+    specs = [model_spec(m) for m in members]
+    if len({s.class_names for s in specs}) != 1:
+        raise ValueError(f"Members disagree on their classes: {[(m.name, list(s.class_names)) for m, s in zip(members, specs)]}")
+    class_names = list(specs[0].class_names)
 
     def member_probabilities(images):
         decoded = {}
         scores = []
         for model, spec in zip(members, specs):
-            key = (tuple(spec.source_size), spec.channels)
+            key = (tuple(spec.input_spec.source_size), spec.input_spec.channels)
             if key not in decoded:
-                decoded[key] = decode_images(images, spec)
-            scores.append(predict_probabilities(model, decoded[key], spec))
+                decoded[key] = decode_images(images, spec.input_spec)
+            scores.append(probabilities(model, decoded[key], spec))
         return tf.stack(scores, axis=0)
 
     def vote_fn(rule):
@@ -95,13 +86,12 @@ def export_ensemble(
 
         return fn
 
-    metadata = build_metadata(name, class_names, specs[0], dataset_name, extra_metadata)
+    metadata = build_metadata(name, specs[0], extra_metadata)
     metadata.update(
         {
             "ensemble": True,
             "members": [
-                {"keras_model_name": m.name, "input_height": s.image_size[0], "input_width": s.image_size[1], "source_height": s.source_size[0],
-                 "source_width": s.source_size[1], "channels": s.channels, "regions": {k: list(v) for k, v in s.regions.items()}}
+                {"keras_model_name": m.name, "model_spec": s.to_dict()}
                 for m, s in zip(members, specs)
             ],
             "voting_rules": sorted(voting.VOTING_RULES),

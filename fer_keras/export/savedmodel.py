@@ -14,13 +14,19 @@ Signatures (every output named):
   model's channels, resized to its ``source_size`` (bilinear with antialiasing, like the
   Pillow resize of the data pipelines, then rounded to 0..255), then
   ``pipelines.input.eval_inputs`` (normalise, centre crop, region crops of an aligned face).
+  Each image must be an ALIGNED FACE CROP, framed like the training data (the face
+  detected and aligned, upright): the graph does no face detection and ignores EXIF
+  orientation. For a whole photo, run ``fer_keras.Recognizer`` (or ``pipelines.faces``:
+  MTCNN, alignment) and send the crops.
   Outputs ``probabilities`` float32 ``[N, C]``, ``class_ids`` int64 ``[N]``, ``labels``
   string ``[N]``.
 - ``predict_images``: ``images`` uint8 ``[N, source_h, source_w, C]`` aligned faces; same
   outputs. TFLite is converted from this one.
 - ``metadata``: a dummy scalar input ``unused`` (int32, any value: TF Serving rejects
   signatures without inputs) and constant outputs ``class_names`` ``[C]``, ``model_name``,
-  ``dataset_name``, ``fer_keras_version``, ``metadata_json`` (the whole JSON) and the
+  ``dataset_name``, ``fer_keras_version``, ``metadata_json`` (the whole JSON, with the
+  model's ``fer_spec.ModelSpec`` under ``model_spec`` and the input contract under
+  ``expected_input``) and the
   int64 scalars ``input_height``, ``input_width``, ``source_height``, ``source_width``,
   ``channels``, ``num_classes``.
 
@@ -40,9 +46,16 @@ import keras
 import tensorflow as tf
 
 import fer_keras
-from fer_keras.input_spec import InputSpec
+from fer_keras.inference import probabilities
+from fer_keras.saving import model_spec
+from fer_spec import InputSpec, ModelSpec
 
 METADATA_ASSET = "fer_keras_metadata.json"
+EXPECTED_INPUT = (
+    "serving_default: encoded JPEG/PNG bytes of ALIGNED FACE CROPS (a detected, aligned, upright face "
+    "framed like the training data; no face detection and no EXIF rotation happen in the graph). "
+    "For a whole photo, detect and align the faces first (fer_keras.Recognizer or pipelines.faces) and send the crops."
+)
 
 
 def next_version(model_dir: str) -> int:
@@ -102,38 +115,29 @@ def decode_images(encoded: tf.Tensor, spec: InputSpec) -> tf.Tensor:
     return tf.map_fn(decode_one, encoded, fn_output_signature=tf.TensorSpec((height, width, spec.channels), tf.float32))
 
 
-def model_signature_inputs(model: keras.Model) -> list[str]:
-    """Names of the inputs the model is fed at inference (any ``label`` input is left out)."""
-    return [tensor.name.split(":")[0] for tensor in model.inputs if tensor.name.split(":")[0] != "label"]
-
-
-def predict_probabilities(model: keras.Model, images: tf.Tensor, spec: InputSpec) -> tf.Tensor:
-    """Class probabilities float32 ``[N, C]`` of aligned faces ``[N, *source_size, C]`` (0..255)."""
-    from pipelines.input import eval_inputs
-
-    inputs = eval_inputs(images, spec)
-    names = model_signature_inputs(model)
-    return tf.cast(model({name: inputs[name] for name in names}, training=False), tf.float32)
-
-
 def named_outputs(probabilities: tf.Tensor, class_names: list[str]) -> dict[str, tf.Tensor]:
     class_ids = tf.argmax(probabilities, axis=-1, output_type=tf.int64)
     return {"probabilities": probabilities, "class_ids": class_ids, "labels": tf.gather(tf.constant(class_names), class_ids)}
 
 
-def build_metadata(model_name: str, class_names: list[str], spec: InputSpec, dataset_name: str = "", extra: dict | None = None) -> dict:
+def build_metadata(model_name: str, spec: ModelSpec, extra: dict | None = None) -> dict:
+    """The metadata of an export: the served name, the model's ``ModelSpec`` and flat fields
+    for clients that read single values."""
+    input_spec = spec.input_spec
     metadata = {
         "model_name": model_name,
-        "class_names": list(class_names),
-        "num_classes": len(class_names),
-        "input_height": spec.image_size[0],
-        "input_width": spec.image_size[1],
-        "source_height": spec.source_size[0],
-        "source_width": spec.source_size[1],
-        "channels": spec.channels,
-        "regions": {name: list(size) for name, size in spec.regions.items()},
-        "dataset_name": dataset_name,
+        "class_names": list(spec.class_names),
+        "num_classes": spec.num_classes,
+        "input_height": input_spec.image_size[0],
+        "input_width": input_spec.image_size[1],
+        "source_height": input_spec.source_size[0],
+        "source_width": input_spec.source_size[1],
+        "channels": input_spec.channels,
+        "regions": {name: list(size) for name, size in input_spec.regions.items()},
+        "dataset_name": spec.dataset,
         "fer_keras_version": fer_keras.__version__,
+        "model_spec": spec.to_dict(),
+        "expected_input": EXPECTED_INPUT,
     }
     metadata.update(extra or {})
     return metadata
@@ -167,64 +171,30 @@ def add_metadata(archive: keras.export.ExportArchive, metadata: dict, asset_dir:
     archive.add_endpoint("metadata", metadata_fn, input_signature=[tf.TensorSpec([], tf.int32, name="unused")])
 
 
-def resolve_class_names(model: keras.Model, class_names) -> list[str]:
-    num_classes = int(model.outputs[0].shape[-1])
-    if class_names is None:
-        return [str(k) for k in range(num_classes)]
-    class_names = [str(name) for name in class_names]
-    if len(class_names) != num_classes:
-        raise ValueError(f"{model.name} has {num_classes} outputs but {len(class_names)} class names were given: {class_names}")
-    return class_names
-
-
-def as_functional(model: keras.Model, spec: InputSpec) -> keras.Model:
-    """The model itself if it is functional, else a functional wrapper around it (same
-    weights) with one named ``keras.Input`` per spec input: subclassed models such as MrCAR
-    have no ``inputs``/``outputs`` for the export to read."""
-    if getattr(model, "outputs", None):
-        return model
-    inputs = {name: keras.Input(shape, name=name) for name, shape in spec.input_shapes().items()}
-    return keras.Model(inputs, model(inputs, training=False), name=model.name)
-
-
-def export_model(
-    model: keras.Model,
-    export_root: str,
-    model_name: str,
-    version: int | None = None,
-    class_names=None,
-    spec: InputSpec | None = None,
-    dataset_name: str = "",
-    extra_metadata: dict | None = None,
-) -> str:
+def export_model(model: keras.Model, export_root: str, model_name: str, version: int | None = None, extra_metadata: dict | None = None) -> str:
     """Export ``model`` as ``<export_root>/<model_name>/<version>/`` (see the module docstring).
 
     Args:
-        model: a trained Keras model whose outputs are class probabilities.
+        model: a trained Keras model carrying its ``ModelSpec`` (``fer_keras.saving``): input
+            spec, class names and training data set come from there.
         export_root: str. TF Serving's ``model_base_path`` parent.
         model_name: str. The served model name (a directory name).
         version: int or None. None takes the next integer after the existing versions.
-        class_names: list of str or None (``"0" .. "C-1"``).
-        spec: InputSpec or None (recovered with ``fer_keras.evaluate.spec_for_model``).
-        dataset_name: str. Training data set, kept in the metadata.
         extra_metadata: dict. More JSON-serialisable metadata.
 
     Returns:
         The version directory written.
     """
-    from fer_keras.evaluate import spec_for_model
-
-    spec = spec or spec_for_model(model)
-    model = as_functional(model, spec)
-    class_names = resolve_class_names(model, class_names)
-    metadata = build_metadata(model_name, class_names, spec, dataset_name, extra_metadata)
+    spec = model_spec(model)
+    class_names = list(spec.class_names)
+    metadata = build_metadata(model_name, spec, extra_metadata)
     metadata["keras_model_name"] = model.name
 
     def serving_default(images):
-        return named_outputs(predict_probabilities(model, decode_images(images, spec), spec), class_names)
+        return named_outputs(probabilities(model, decode_images(images, spec.input_spec), spec), class_names)
 
     def predict_images(images):
-        return named_outputs(predict_probabilities(model, images, spec), class_names)
+        return named_outputs(probabilities(model, images, spec), class_names)
 
     def write(tmp_dir):
         # No ``archive.track(model)``: the endpoints' variables are tracked on their own
@@ -233,7 +203,7 @@ def export_model(
         archive = keras.export.ExportArchive()
         archive.add_endpoint("serving_default", serving_default, input_signature=[tf.TensorSpec([None], tf.string, name="images")])
         archive.add_endpoint(
-            "predict_images", predict_images, input_signature=[tf.TensorSpec([None, *spec.source_size, spec.channels], tf.uint8, name="images")]
+            "predict_images", predict_images, input_signature=[tf.TensorSpec([None, *spec.input_spec.source_size, spec.input_spec.channels], tf.uint8, name="images")]
         )
         with tempfile.TemporaryDirectory() as asset_dir:
             add_metadata(archive, metadata, asset_dir)

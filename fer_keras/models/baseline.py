@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import keras
 
-from fer_keras.input_spec import InputSpec
+from fer_spec import InputSpec
 from fer_keras.registry import Preset, register_model
 
 BASELINE_SPEC = InputSpec(image_size=(44, 44), source_size=(48, 48), channels=1)

@@ -17,7 +17,7 @@ Choices where the paper is silent or inconsistent (each is a constructor argumen
 - Block widths and shortcuts: see ``fer_keras.layers.car_block``.
 - Region sizes. The paper crops eyes and mouth from the aligned face and feeds them to
   identical branches without giving sizes. We keep each crop's aspect ratio
-  (``pipelines.regions.REGION_BOXES``) and resize it to the face's width:
+  (``fer_spec.geometry.REGION_BOXES``) and resize it to the face's width:
   eyes 20x44 and mouth 26x44 at 44x44 (44x98 and 58x98 at RAF-DB's 98x98),
   see :func:`region_sizes`. Squares would stretch the eyes strip 2.2x vertically;
   native pixels (16x35) would leave 1x3 maps after Table 1's five halvings. The branch
@@ -29,12 +29,13 @@ Choices where the paper is silent or inconsistent (each is a constructor argumen
   ``embedding_dim`` (512, the width of Table 1's last stage) without activation (ArcFace
   normalises it; a ReLU would confine it to the positive orthant).
 - ArcFace ``s = 16``, ``m = 0.5``: see ``fer_keras.layers.ArcFace``.
-- Optional label. The margin needs the label while training and nothing else does, so
-  the model is a subclassed ``keras.Model`` (``MrCAR``): ``call`` takes the dict of
-  images and uses ``inputs["label"]`` only if it is present. A functional model with
-  ``keras.Input(..., optional=True)`` needs the key to be passed (as ``None``): a dict
-  without it is flattened positionally and mis-assigns the inputs, and the training loop
-  and every caller pass the images only. ``MrCAR.get_config`` holds every constructor
+- Outputs and loss. At inference the head gives ``softmax(s cos theta)`` (Eq. 9's logits);
+  the margin of Eq. 10 needs the label and belongs to the loss. So the model returns
+  ``{"probabilities": softmax(s cos theta), "cosine": cos theta}`` and its registered
+  objective (:func:`mrcar_objective`) applies ``fer_keras.losses.arcface_loss`` to the
+  ``cosine`` output; inference, export and serving read only ``probabilities``. The
+  ``"softmax"`` variant returns the probabilities alone and trains with cross-entropy.
+  ``MrCAR`` is a subclassed ``keras.Model`` whose ``get_config`` holds every constructor
   argument; the layers are built in ``__init__``, so ``.keras`` files load with
   ``safe_mode=True``. The convolutional trunk is a functional model
   (``model.backbone``) whose named layers (``face_conv1``, ``eyes_carblock2``, ...)
@@ -49,13 +50,22 @@ from __future__ import annotations
 
 import keras
 
-from fer_keras.input_spec import InputSpec
 from fer_keras.layers import ArcFace, CARBlock, DSBlock
-from fer_keras.registry import Preset, register_model
+from fer_keras.losses.arcface import arcface_loss
+from fer_keras.objective import Objective, Term
+from fer_keras.registry import Preset, classification_objective, register_model
 from fer_keras.serialization import register
+from fer_spec import InputSpec
+from fer_spec.geometry import region_sizes as _region_sizes
 
 VARIANTS = ("full", "global_only", "no_attention", "softmax")
 REGIONS = ("eyes", "mouth")
+
+
+def region_sizes(image_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
+    """Eyes and mouth input sizes (``fer_spec.geometry.region_sizes``): ``{"eyes": (20, 44),
+    "mouth": (26, 44)}`` at 44x44."""
+    return _region_sizes(image_size, REGIONS)
 
 # Table 1 at a 44x44 input: (layer, output shape).
 TABLE_1 = (
@@ -69,19 +79,6 @@ TABLE_1 = (
     ("dsblock3", (3, 3, 512)),
     ("avgpool", (512,)),
 )
-
-
-def region_sizes(image_size: tuple[int, int]) -> dict[str, tuple[int, int]]:
-    """Eyes and mouth input sizes: each ``REGION_BOXES`` box resized to the face's width,
-    aspect ratio kept (``{"eyes": (20, 44), "mouth": (26, 44)}`` at 44x44)."""
-    from pipelines.regions import REGION_BOXES
-
-    height, width = image_size
-    sizes = {}
-    for name in REGIONS:
-        y0, x0, y1, x1 = REGION_BOXES[name]
-        sizes[name] = (int(round(height * (y1 - y0) / (x1 - x0))), int(width))
-    return sizes
 
 
 def _branch_layers(prefix, widths, use_attention, bottleneck_ratio, dtype):
@@ -125,12 +122,12 @@ class MrCAR(keras.Model):
 
     Call arguments:
         inputs: dict with ``"face"`` ``[B, H, W, C]``, ``"eyes"`` and ``"mouth"`` (not
-            needed by ``"global_only"``), and optionally ``"label"`` ``[B]`` int class ids.
-            Extra keys are ignored.
-        training: bool. The ArcFace margin is applied only when training with labels.
+            needed by ``"global_only"``). Extra keys are ignored.
+        training: bool.
 
     Returns:
-        ``[B, num_classes]`` float32 class probabilities.
+        ``{"probabilities": [B, num_classes], "cosine": [B, num_classes]}`` float32 (the
+        cosines feed the ArcFace loss); the ``"softmax"`` variant returns the probabilities.
 
     Example:
 
@@ -138,7 +135,7 @@ class MrCAR(keras.Model):
     >>> images = {"face": keras.random.uniform((2, 44, 44, 1)),
     ...           "eyes": keras.random.uniform((2, 20, 44, 1)),
     ...           "mouth": keras.random.uniform((2, 26, 44, 1))}
-    >>> model(images).shape
+    >>> model(images)["probabilities"].shape
     (2, 7)
 
     Reference:
@@ -220,20 +217,20 @@ class MrCAR(keras.Model):
         embedding = self.backbone(images, training=training)
         if self.variant == "softmax":
             return self.head(embedding)
-        labels = inputs.get("label") if isinstance(inputs, dict) else None
-        return self.head(embedding, labels=labels, training=training)
+        cosine = self.head.cosine(embedding)
+        return {"probabilities": keras.ops.softmax(self.arcface_scale * cosine, axis=-1), "cosine": cosine}
 
     def compute_output_shape(self, input_shape):
-        return (input_shape["face"][0], self.num_classes)
+        shape = (input_shape["face"][0], self.num_classes)
+        return shape if self.variant == "softmax" else {"probabilities": shape, "cosine": shape}
 
     def build_from_config(self, config):
         # Every layer is built in __init__; nothing to do (loading then sets the weights).
         pass
 
     def get_config(self):
-        return {
-            "name": self.name,
-            "trainable": self.trainable,
+        config = super().get_config()
+        config.update({
             "num_classes": self.num_classes,
             "image_size": self.image_size,
             "channels": self.channels,
@@ -246,7 +243,8 @@ class MrCAR(keras.Model):
             "dropout": self.dropout,
             "arcface_scale": self.arcface_scale,
             "arcface_margin": self.arcface_margin,
-        }
+        })
+        return config
 
 
 def _preset(name, description, settings, input_spec=None, ten_crop=True):
@@ -301,7 +299,20 @@ PRESETS = [
 ]
 
 
-@register_model("mrcar", input_spec=MRCAR_SPEC, presets=PRESETS, default_preset="fer2013", label_input=True)
+def mrcar_objective(model: MrCAR, target_kind: str, label_smoothing: float = 0.0) -> Objective:
+    """MrCAR's loss: the ArcFace loss of Eq. 10 (``fer_keras.losses.arcface_loss``, scale and
+    margin of the model) on the ``cosine`` output, from class ids; the ``"softmax"`` variant
+    (Table 6, -ALoss) trains with cross-entropy (``label_smoothing`` applies to it only)."""
+    if model.variant == "softmax":
+        return classification_objective(model, target_kind, label_smoothing)
+    if label_smoothing:
+        raise ValueError(f"label_smoothing applies to the softmax variant only; MrCAR's ArcFace loss takes class ids. Received: label_smoothing={label_smoothing}")
+    scale, margin = model.arcface_scale, model.arcface_margin
+    term = Term("arcface", lambda targets, cosine: arcface_loss(targets.labels, cosine, scale, margin), output="cosine", target_kinds=("labels",))
+    return Objective([term])
+
+
+@register_model("mrcar", input_spec=MRCAR_SPEC, presets=PRESETS, default_preset="fer2013", objective=mrcar_objective)
 def build_mrcar(
     num_classes: int,
     input_spec: InputSpec = MRCAR_SPEC,
@@ -311,7 +322,8 @@ def build_mrcar(
     arcface_margin: float = 0.5,
     embedding_dim: int = 512,
     dropout: float = 0.0,
-    **options,
+    widths: tuple = (64, 128, 256, 512),
+    bottleneck_ratio: int = 4,
 ) -> keras.Model:
     """Build MrCAR (or a Table 6 ablation) for ``input_spec``.
 
@@ -320,7 +332,7 @@ def build_mrcar(
         input_spec: InputSpec. ``face`` size and channels; ``regions`` gives the eyes and
             mouth sizes (derived from the face size with :func:`region_sizes` when absent).
         variant, share_branch_weights, arcface_scale, arcface_margin, embedding_dim,
-            dropout, **options: see ``MrCAR``.
+            dropout, widths, bottleneck_ratio: see ``MrCAR``.
     """
     regions = dict(input_spec.regions) if all(name in input_spec.regions for name in REGIONS) else None
     return MrCAR(
@@ -334,5 +346,6 @@ def build_mrcar(
         arcface_margin=arcface_margin,
         embedding_dim=embedding_dim,
         dropout=dropout,
-        **options,
+        widths=widths,
+        bottleneck_ratio=bottleneck_ratio,
     )

@@ -13,10 +13,12 @@ step inside it. Each epoch's data order and augmentation depend only on ``(seed,
 (``pipelines.input.train_dataset``), and a resumed run skips the batches already done, so it
 continues where the killed one stopped.
 
-Training accuracy is the argmax of the training-mode output. For margin heads (ArcFace,
-``label_input=True``) that output carries the margin on the target class, so the figure is
-a stricter, lower number than the inference accuracy (it starts near 0); validation
-accuracy is always measured without labels or margin.
+The loss is the model's declared objective (``fer_keras.objective``): its terms read the
+model's named outputs (auxiliary ones such as an embedding or ArcFace cosines included),
+a per-batch loss choice draws from ``(seed, step)`` once per global batch, stateful losses
+(class centres) have their update statistics summed over replicas and applied after the
+optimiser step, and their state is part of the checkpoint. Training accuracy is the argmax
+of the inference output (``ModelSpec.output``) in training mode (dropout on).
 """
 
 from __future__ import annotations
@@ -33,8 +35,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from fer_keras.input_spec import InputSpec
-from fer_keras.metrics import classification_report
+from fer_keras.inference import evaluate_arrays, inference_output
+from fer_keras.objective import Objective, Targets
+from fer_keras.saving import model_spec, save_model
 from fer_keras.training.schedules import learning_rate_at, make_optimizer
 from fer_keras.training.strategy import task_info
 from pipelines import input as input_pipeline
@@ -67,37 +70,43 @@ class LoopConfig:
 
 
 class Trainer:
-    """Trains a model built by ``build_fn`` under ``strategy``, writing into ``output_dir``.
+    """Trains the model built by ``build_fn`` under ``strategy`` with its objective, writing into ``output_dir``.
 
     Args:
-        build_fn: callable returning an uncompiled ``keras.Model`` whose output is class
-            probabilities; called inside the strategy scope.
-        spec: InputSpec of the model.
-        num_classes: int.
+        build_fn: callable returning an uncompiled ``keras.Model`` carrying a ``ModelSpec``
+            (``fer_keras.registry.build_model``); called inside the strategy scope.
+        objective_fn: callable ``model -> Objective`` (``fer_keras.objective.call_factory``
+            with the registered factory); called inside the strategy scope.
         config: LoopConfig.
         output_dir: str. Receives ``checkpoints/``, ``history.csv``, ``logs/``, ``best.keras``.
         strategy: a ``tf.distribute.Strategy``.
-        label_input: bool. Feed the class ids as ``inputs["label"]`` while training (models
-            with a margin head such as ArcFace); inference never passes labels.
+        target_kind: how the training targets are meant (``LoadedArrays.target_kind``):
+            ``"labels"``, ``"distribution"``, ``"multi_hot"``, or ``"sampled"``
+            (distributions to draw each epoch's class ids from).
     """
 
-    def __init__(self, build_fn: Callable[[], keras.Model], spec: InputSpec, num_classes: int, config: LoopConfig, output_dir: str, strategy: tf.distribute.Strategy, label_input: bool = False):
-        self.spec, self.num_classes, self.config, self.strategy = spec, num_classes, config, strategy
-        self.label_input = label_input
+    def __init__(self, build_fn: Callable[[], keras.Model], objective_fn: Callable[[keras.Model], Objective], config: LoopConfig, output_dir: str, strategy: tf.distribute.Strategy, target_kind: str = "labels"):
+        self.config, self.strategy = config, strategy
+        self.sample_labels = target_kind == "sampled"
+        self.loss_target_kind = "labels" if self.sample_labels else target_kind
         self.output_dir = output_dir
         self.is_chief, task_id = task_info(strategy)
         # Non-chief workers must save too (collectives), into scratch space that is thrown away.
         self.write_dir = output_dir if self.is_chief else tempfile.mkdtemp(prefix=f"fer_keras_worker{task_id}_")
         with strategy.scope():
             self.model = build_fn()
+            self.objective = objective_fn(self.model)
             self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, config.weight_decay)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
             self.best_val_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_accuracy")
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch, best_val_accuracy=self.best_val_accuracy)
+        self.model_spec = model_spec(self.model)
+        self.spec, self.num_classes = self.model_spec.input_spec, self.model_spec.num_classes
+        self.objective.check_targets(self.loss_target_kind)
+        loss_state = {f"loss_{term.name}": term.loss for term in self.objective.stateful_terms}
+        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch, best_val_accuracy=self.best_val_accuracy, **loss_state)
         self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.write_dir, "checkpoints"), max_to_keep=2)
-        self._train_step = None
 
     # -- resumption -------------------------------------------------------------------
     def restore(self) -> bool:
@@ -113,28 +122,44 @@ class Trainer:
 
     # -- the distributed step ---------------------------------------------------------
     def make_train_step(self, global_batch: int):
-        """The compiled distributed step: ``step(iterator) -> (loss_sum, correct)`` over one global batch."""
-        model, optimizer, strategy, label_input = self.model, self.optimizer, self.strategy, self.label_input
+        """The compiled distributed step: ``step(iterator, global_step) -> (loss_sum, correct)``
+        over one global batch."""
+        model, optimizer, strategy, objective = self.model, self.optimizer, self.strategy, self.objective
+        spec, kind, seed = self.model_spec, self.loss_target_kind, self.config.seed
+        teacher_spec = model_spec(objective.teacher) if objective.teacher is not None else None
 
-        def replica_step(inputs, targets, weights):
-            if label_input:
-                inputs = dict(inputs, label=_labels(targets))
+        def replica_step(inputs, targets, weights, draw):
+            batch_targets = Targets.from_batch(targets, kind)
+            if objective.teacher is not None:
+                soft = inference_output(objective.teacher(inputs, training=False), teacher_spec)
+                batch_targets = Targets(batch_targets.labels, soft, "distribution")
             with tf.GradientTape() as tape:
-                probabilities = model(inputs, training=True)
-                per_example = _per_example_loss(targets, probabilities) * weights
+                outputs = model(inputs, training=True)
+                outputs = outputs if isinstance(outputs, dict) else {spec.output: outputs}
+                per_example, _ = objective(batch_targets, outputs, draw)
+                per_example = per_example * weights
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
             gradients = tape.gradient(loss, model.trainable_variables)
             optimizer.apply_gradients(zip(gradients, model.trainable_variables))
-            correct = tf.reduce_sum(tf.cast(tf.equal(_labels(targets), tf.argmax(probabilities, axis=-1, output_type=tf.int32)), tf.float32))
+            context = tf.distribute.get_replica_context()
+            for term in objective.stateful_terms:
+                sums = term.loss.statistics(batch_targets, outputs[term.output])
+                term.loss.apply_statistics(*[context.all_reduce("SUM", value) for value in sums])
+            predicted = tf.argmax(inference_output(outputs, spec), axis=-1, output_type=tf.int32)
+            correct = tf.reduce_sum(tf.cast(tf.equal(batch_targets.labels, predicted), tf.float32))
             return tf.reduce_sum(tf.cast(per_example, tf.float32)), correct
 
         compiled_step = tf.function(replica_step, jit_compile=True) if self.config.jit_compile else replica_step
 
         @tf.function
-        def train_step(iterator):
-            loss_sum, correct = strategy.run(compiled_step, args=next(iterator))
+        def train_step(iterator, global_step):
+            # One draw per global batch for per-batch loss choices: the same on every replica
+            # and in a resumed run.
+            draw = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), global_step]))
+            inputs, targets, weights = next(iterator)
+            loss_sum, correct = strategy.run(compiled_step, args=(inputs, targets, weights, draw))
             return strategy.reduce("SUM", loss_sum, axis=None), strategy.reduce("SUM", correct, axis=None)
 
         return train_step
@@ -159,7 +184,7 @@ class Trainer:
             first_step = int(self.step_in_epoch.numpy())
             lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor)
             self.optimizer.learning_rate.assign(lr)
-            dataset = input_pipeline.train_dataset(train_images, train_targets, self.spec, global_batch, epoch=epoch, seed=cfg.seed, augmentation=cfg.augmentation, oversample=cfg.oversample, weights=weights)
+            dataset = input_pipeline.train_dataset(train_images, train_targets, self.spec, global_batch, epoch=epoch, seed=cfg.seed, augmentation=cfg.augmentation, oversample=cfg.oversample, weights=weights, sample_labels=self.sample_labels)
             dataset = dataset.skip(first_step)
             iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
             if self.is_chief and cfg.verbose:
@@ -171,7 +196,7 @@ class Trainer:
             start = time.perf_counter()
             steady_start, steady_images = None, 0
             for step in range(first_step, steps):
-                batch_loss, batch_correct = train_step(iterator)
+                batch_loss, batch_correct = train_step(iterator, tf.constant(epoch * steps + step, tf.int64))
                 loss_sum += float(batch_loss)
                 correct += float(batch_correct)
                 seen += global_batch
@@ -189,7 +214,7 @@ class Trainer:
             train_end = time.perf_counter()
             seconds = train_end - start
             steady_rate = steady_images / (train_end - steady_start) if steady_images else seen / max(seconds, 1e-9)
-            val = evaluate_arrays(self.model, val_images, val_targets, self.spec, self.num_classes, cfg.eval_batch_size)
+            val = evaluate_arrays(self.model, val_images, val_targets, cfg.eval_batch_size)
             row = {
                 "epoch": epoch + 1,
                 "learning_rate": lr,
@@ -224,7 +249,7 @@ class Trainer:
     # -- files --------------------------------------------------------------------------
     def _save_model(self, name: str) -> None:
         if self.is_chief:
-            save_model_atomically(self.model, os.path.join(self.output_dir, name))
+            save_model(self.model, os.path.join(self.output_dir, name))
 
     def _history_path(self) -> str:
         return os.path.join(self.output_dir, "history.csv")
@@ -248,71 +273,3 @@ class Trainer:
             writer.writeheader()
             writer.writerows(history)
         os.replace(path + ".tmp", path)
-
-
-def save_model_atomically(model: keras.Model, path: str) -> None:
-    """``model.save`` to a temporary name, then rename: readers never see half a file."""
-    tmp = path[: -len(".keras")] + ".tmp.keras"
-    model.save(tmp)
-    os.replace(tmp, path)
-
-
-def _labels(targets: tf.Tensor) -> tf.Tensor:
-    """Class ids from ids ``[N]`` or distributions ``[N, K]`` (argmax)."""
-    if targets.shape.rank == 2:
-        return tf.argmax(targets, axis=-1, output_type=tf.int32)
-    return tf.cast(targets, tf.int32)
-
-
-def _per_example_loss(targets: tf.Tensor, probabilities: tf.Tensor) -> tf.Tensor:
-    """Cross-entropy per example against class ids or label distributions (FER+ soft targets)."""
-    probabilities = tf.cast(probabilities, tf.float32)
-    if targets.shape.rank == 2:
-        return keras.losses.categorical_crossentropy(tf.cast(targets, tf.float32), probabilities)
-    return keras.losses.sparse_categorical_crossentropy(targets, probabilities)
-
-
-class Scorer:
-    """Class probabilities ``[N, K]`` of aligned faces uint8/float ``[N, *source_size, C]``:
-    the model's inputs (``pipelines.input.eval_inputs``, or ``ten_crop_inputs`` averaged
-    over the 10 crops) and the forward pass in one compiled function, built once and reused
-    across calls. Evaluation, the weights builder and the ``Recognizer`` all score through it.
-    """
-
-    def __init__(self, model: keras.Model, spec: InputSpec, use_ten_crop: bool = False, batch_size: int = 256):
-        self.spec = spec
-        self.use_ten_crop = bool(use_ten_crop)
-        self.batch_size = int(batch_size)
-
-        def forward(images):
-            if self.use_ten_crop:
-                scores = tf.cast(model(input_pipeline.ten_crop_inputs(images, spec), training=False), tf.float32)
-                return tf.reduce_mean(tf.reshape(scores, (-1, 10, tf.shape(scores)[-1])), axis=1)
-            return tf.cast(model(input_pipeline.eval_inputs(images, spec), training=False), tf.float32)
-
-        self._forward = tf.function(forward, reduce_retracing=True)
-
-    def __call__(self, images: np.ndarray) -> np.ndarray:
-        expected = (*self.spec.source_size, self.spec.channels)
-        if images.ndim != 4 or tuple(images.shape[1:]) != expected:
-            raise ValueError(f"images must be [N, {expected[0]}, {expected[1]}, {expected[2]}] for this model. Received: {images.shape}")
-        if len(images) == 0:
-            raise ValueError("No images to score.")
-        return np.concatenate([self._forward(tf.constant(images[start : start + self.batch_size])).numpy() for start in range(0, len(images), self.batch_size)])
-
-
-def predict_scores(model: keras.Model, images: np.ndarray, spec: InputSpec, batch_size: int = 256, use_ten_crop: bool = False) -> np.ndarray:
-    """Class probabilities ``[N, K]`` for aligned faces, centre crop or ten-crop averaged (see ``Scorer``)."""
-    return Scorer(model, spec, use_ten_crop, batch_size)(images)
-
-
-def evaluate_arrays(model, images, targets, spec, num_classes, batch_size=256, use_ten_crop=False) -> dict:
-    """Loss, accuracy and mean per-class accuracy on arrays (a local pass, no collectives)."""
-    scores = predict_scores(model, images, spec, batch_size, use_ten_crop)
-    labels = targets if targets.ndim == 1 else targets.argmax(axis=1)
-    if targets.ndim == 1:
-        loss = -np.mean(np.log(np.clip(scores[np.arange(len(labels)), labels], 1e-7, 1.0)))
-    else:
-        loss = -np.mean(np.sum(targets * np.log(np.clip(scores, 1e-7, 1.0)), axis=1))
-    report = classification_report(labels, scores, class_names=[str(k) for k in range(num_classes)])
-    return {"loss": float(loss), "accuracy": report["accuracy"], "mean_class_accuracy": report["mean_class_accuracy"], "scores": scores}

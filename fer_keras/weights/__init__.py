@@ -24,12 +24,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import zipfile
 
 WEIGHTS_DIR = os.path.dirname(os.path.abspath(__file__))
-_WEIGHTS_ENTRY = "model.weights.h5"
 
 
 def pretrained_names() -> list[str]:
@@ -77,57 +73,3 @@ def file_sha256(path: str) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def save_compact(model, path: str, dtype: str = "float16") -> str:
-    """Save ``model`` as a ``.keras`` file without optimizer state, its float weights cast to
-    ``dtype`` ("float16" or "float32") inside ``model.weights.h5``. Written atomically."""
-    import h5py
-    import numpy as np
-
-    if dtype not in ("float16", "float32"):
-        raise ValueError(f"dtype must be 'float16' or 'float32'. Received: dtype={dtype!r}")
-    tmp_dir = tempfile.mkdtemp(prefix=".save-", dir=os.path.dirname(os.path.abspath(path)))
-    try:
-        plain = os.path.join(tmp_dir, "plain.keras")
-        model.save(plain)
-        out = os.path.join(tmp_dir, "out.keras")
-        with zipfile.ZipFile(plain) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
-            for info in src.infolist():
-                data = src.read(info.filename)
-                if info.filename == _WEIGHTS_ENTRY and dtype == "float16":
-                    h5_path = os.path.join(tmp_dir, _WEIGHTS_ENTRY)
-                    with open(h5_path, "wb") as f:
-                        f.write(data)
-                    _cast_h5(h5_path, np.float32, np.float16, h5py)
-                    with open(h5_path, "rb") as f:
-                        data = f.read()
-                dst.writestr(zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0)), data, zipfile.ZIP_DEFLATED)
-        os.replace(out, path)
-    finally:
-        shutil.rmtree(tmp_dir, ignore_errors=True)
-    return path
-
-
-def _cast_h5(path: str, source, target, h5py) -> None:
-    """Rewrite every ``source``-typed dataset of an HDF5 file as ``target`` (attrs kept), then
-    repack the file so the freed space is gone."""
-    with h5py.File(path, "r") as src, h5py.File(path + ".new", "w") as dst:
-        for key, value in src.attrs.items():
-            dst.attrs[key] = value
-
-        def copy(name, obj):
-            if isinstance(obj, h5py.Group):
-                group = dst.require_group(name)
-                for key, value in obj.attrs.items():
-                    group.attrs[key] = value
-                return
-            values = obj[()]
-            if getattr(values, "dtype", None) == source:
-                values = values.astype(target)
-            dataset = dst.create_dataset(name, data=values)
-            for key, value in obj.attrs.items():
-                dataset.attrs[key] = value
-
-        src.visititems(copy)
-    os.replace(path + ".new", path)

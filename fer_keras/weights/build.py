@@ -21,6 +21,9 @@ import numpy as np
 from absl import app, flags
 
 from fer_keras import weights
+from fer_keras.inference import predict_scores
+from fer_keras.metrics import classification_report
+from fer_keras.saving import load_model, model_spec, save_model
 
 # float16 is shipped when its top-1 agrees with float32 on at least this share of the
 # validation images and its accuracy moves by at most this much (absolute).
@@ -40,19 +43,34 @@ def _summary(report: dict) -> dict:
     }
 
 
-def score_variants(models: dict, images, targets, class_names, spec, ten_crop: bool = True) -> tuple[dict, dict]:
+def score_variants(models: dict, images, targets, class_names, ten_crop: bool = True) -> tuple[dict, dict]:
     """``({variant: {"centre": summary, "ten_crop": summary}}, {variant: top-1 predictions})``."""
-    from fer_keras.metrics import classification_report
-    from fer_keras.training.loop import predict_scores
-
     results, predictions = {}, {}
     for variant, model in models.items():
         results[variant] = {}
         for mode in ("centre", "ten_crop") if ten_crop else ("centre",):
-            scores = predict_scores(model, images, spec, use_ten_crop=mode == "ten_crop")
+            scores = predict_scores(model, images, use_ten_crop=mode == "ten_crop")
             results[variant][mode] = _summary(classification_report(targets, scores, class_names))
             predictions[(variant, mode)] = scores.argmax(axis=1)
     return results, predictions
+
+
+def portable_path(path: str) -> str:
+    """``path`` as a card should show it: relative to the repository (``../shared/...`` for
+    the shared data beside it), never a machine's absolute path."""
+    repository = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.relpath(os.path.abspath(path), repository)
+
+
+def portable_command(command: str | None) -> str | None:
+    """A training command with every absolute ``--flag=/path`` made :func:`portable_path`."""
+    if not command:
+        return command
+    words = []
+    for word in command.split():
+        flag, sep, value = word.partition("=")
+        words.append(f"{flag}={portable_path(value)}" if sep and os.path.isabs(value) else word)
+    return " ".join(words)
 
 
 def choose_dtype(results: dict, agreement: float) -> str:
@@ -66,8 +84,6 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
     import tensorflow as tf
 
     import fer_keras
-    from fer_keras.evaluate import spec_for_model
-    from fer_keras.saving import load_model
     from pipelines.datasets import load_arrays, open_dataset
 
     if dtype not in ("auto", "float16", "float32"):
@@ -76,22 +92,21 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
         run = json.load(f)
     source = os.path.join(run_dir, checkpoint)
     model = load_model(source)
-    spec = spec_for_model(model)
+    spec = model_spec(model)
     split = run.get("splits", [None, "val"])[1]
     data_dir = data_dir or run["data_dir"]
-    arrays = load_arrays(open_dataset(run["dataset"], data_dir, split), image_size=spec.source_size, channels=spec.channels, limit=limit)
-    class_names = list(run.get("class_names") or arrays.class_names)
+    arrays = load_arrays(open_dataset(run["dataset"], data_dir, split), image_size=spec.input_spec.source_size, channels=spec.input_spec.channels, limit=limit)
+    class_names = list(spec.class_names)
 
     with tempfile.TemporaryDirectory() as tmp:
-        half_path = weights.save_compact(model, os.path.join(tmp, "half.keras"), "float16")
-        half = load_model(half_path)
-        results, predictions = score_variants({"float32": model, "float16": half}, arrays.images, arrays.targets, class_names, spec, ten_crop)
+        half = load_model(save_model(model, os.path.join(tmp, "half.keras"), "float16"))
+        results, predictions = score_variants({"float32": model, "float16": half}, arrays.images, arrays.targets, class_names, ten_crop)
         modes = ("centre", "ten_crop") if ten_crop else ("centre",)
         agreement = {mode: float(np.mean(predictions[("float32", mode)] == predictions[("float16", mode)])) for mode in modes}
         shipped = choose_dtype(results, agreement["centre"]) if dtype == "auto" else dtype
         os.makedirs(output_dir, exist_ok=True)
         path = os.path.join(output_dir, f"{name}.keras")
-        weights.save_compact(model, path, shipped)
+        save_model(model, path, shipped)
 
     card = {
         "name": name,
@@ -102,16 +117,12 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
         "train_split": run.get("splits", ["train"])[0],
         "train_images": run.get("train_images"),
         "class_names": class_names,
-        "training_command": run.get("command"),
+        "training_command": portable_command(run.get("command")),
+        "data_dir": portable_path(data_dir),
         "training_settings": run.get("settings", {}),
         "seed": run.get("seed"),
         "parameters": int(model.count_params()),
-        "input_spec": {
-            "image_size": list(spec.image_size),
-            "source_size": list(spec.source_size),
-            "channels": spec.channels,
-            "regions": {k: list(v) for k, v in spec.regions.items()},
-        },
+        "model_spec": spec.to_dict(),
         "file": {
             "name": os.path.basename(path),
             "bytes": os.path.getsize(path),
@@ -127,7 +138,7 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
             "float16": results["float16"],
             "float16_float32_top1_agreement": agreement,
         },
-        "source": {"run_dir": os.path.abspath(run_dir), "checkpoint": checkpoint, "sha256": weights.file_sha256(source)},
+        "source": {"checkpoint": checkpoint, "sha256": weights.file_sha256(source)},
         "built_with": {
             "fer_keras": fer_keras.__version__,
             "keras": keras.__version__,

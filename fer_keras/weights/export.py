@@ -3,8 +3,8 @@
     python -m fer_keras.weights.export --name=baseline-fer2013 --export_root=serving/models [--version=1] [--served_name=baseline]
 
 Uses ``fer_keras.export.savedmodel.export_model`` (signatures ``serving_default``,
-``predict_images``, ``metadata``) with the model card's class names, data set and card
-fields in the metadata.
+``predict_images``, ``metadata``): input spec, class names and data set from the model's
+stored ``ModelSpec``, the card's weights hash and training command in the metadata.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ def export_pretrained(name: str, export_root: str, version: int | None = None, s
     card = weights.model_card(name)
     model = weights.load_pretrained(name)
     extra = {"pretrained_name": name, "weights_sha256": card["file"]["sha256"], "training_command": card.get("training_command")}
-    return export_model(model, export_root, served_name or name, version=version, class_names=card["class_names"], dataset_name=card["dataset"], extra_metadata=extra)
+    return export_model(model, export_root, served_name or name, version=version, extra_metadata=extra)
 
 
 def directory_bytes(path: str) -> int:

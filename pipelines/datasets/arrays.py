@@ -21,6 +21,10 @@ class LoadedArrays:
     paths: list[str]
     skipped: SkipReport
     meta: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    # How ``targets`` are meant: "labels" (class ids),
+    # "distribution" (train against it), "sampled" (a distribution to draw a class id from
+    # at each epoch, FER+ PLD) or "multi_hot" (every voted class, FER+ multi-target).
+    target_kind: str = "labels"
 
 
 def _prepare(example: Example, image_size, channels) -> Example:
@@ -131,4 +135,4 @@ def load_arrays(dataset: FerDataset, image_size=None, channels=None, limit=None,
     else:
         target_array = np.stack(targets).astype(np.float32)
     return LoadedArrays(np.stack(images).astype(np.uint8, copy=False), target_array, tuple(dataset.class_names),
-                        paths, dataset.skipped, metas)
+                        paths, dataset.skipped, metas, getattr(dataset, "target_kind", "labels"))

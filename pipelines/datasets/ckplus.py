@@ -6,7 +6,11 @@ Workshops 2010), in the common class-folder form (e.g. CK+48)::
 
 Emotion folders (anger, contempt, disgust, fear, happy, sadness, surprise, and neutral when
 present) map to BASIC8; absent classes are allowed (CK+48 has no neutral folder). The
-subject id is parsed into ``meta["subject"]``; use :func:`subject_folds` for
+subject id is parsed into ``meta["subject"]``.
+
+CK+ has no predefined splits: ``split="all"`` is every image; ``"train"`` / ``"val"`` are the
+seeded, stratified, subject-independent 80/20 hold-out of ``pipelines.datasets.holdout``
+(what ``fer_keras.train --dataset=ckplus`` uses). Use :func:`subject_folds` for
 subject-independent cross-validation.
 """
 
@@ -19,6 +23,7 @@ import numpy as np
 
 from pipelines.datasets.base import FileDataset, Record
 from pipelines.datasets.class_folder import list_images, scan_class_folders
+from pipelines.datasets.holdout import SEED, VAL_FRACTION, check_holdout_split, select_split
 from pipelines.labels import BASIC8, canonical_name
 
 NAME_RE = re.compile(r"^(S\d+)_(\d+)_(\d+)")
@@ -52,20 +57,32 @@ def subject_folds(subjects, k: int, seed: int = 0) -> list[np.ndarray]:
 
 
 class CKPlus(FileDataset):
-    """CK+ class folders (see module docstring). One split only (``all``); fold by subject."""
+    """CK+ class folders (see module docstring).
+
+    Args:
+        data_dir: folder of the emotion folders.
+        split: ``"all"`` (default), or ``"train"`` / ``"val"`` of the subject-independent hold-out.
+        on_error: ``"skip"`` or ``"raise"``.
+        channels: 1, 3 or None (keep).
+        val_fraction: share of the subjects' folds held out as ``val`` (0.2: 5 folds, 1 is val).
+        seed: seed of the hold-out.
+    """
 
     name = "ckplus"
     class_names = BASIC8
     layout = "<data_dir>/<emotion>/S<subject>_<sequence>_<frame>.png"
 
-    def __init__(self, data_dir, split="all", on_error="skip", channels=None):
+    def __init__(self, data_dir, split="all", on_error="skip", channels=None, val_fraction=VAL_FRACTION, seed=SEED):
         super().__init__(data_dir, split, on_error)
-        if split not in ("all", None, ""):
-            raise ValueError(f"CK+ has no predefined splits; use split='all' and subject_folds(). Received: {split!r}")
-        self.split = "all"
+        self.split = check_holdout_split(split, "CK+")
         self.channels = channels
+        self.val_fraction = val_fraction
+        self.seed = seed
 
     def _records(self) -> list[Record]:
+        return select_split(self._all_records(), self.split, self.data_dir, self.val_fraction, self.seed)
+
+    def _all_records(self) -> list[Record]:
         folders = scan_class_folders(self.data_dir, BASIC8, canonical_name, allow_missing_classes=True)
         out = []
         for folder, name in sorted(folders.items(), key=lambda kv: BASIC8.index(kv[1])):

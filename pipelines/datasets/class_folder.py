@@ -1,4 +1,11 @@
-"""Generic ``<data_dir>[/<split>]/<class>/<image>`` layout, and the folder scan other adapters share."""
+"""Generic ``<data_dir>[/<split>]/<class>/<image>`` layout, and the folder scan other adapters share.
+
+Splits of a class folder: when ``<data_dir>/<split>`` exists it is that split. A folder with
+the class folders directly inside (no ``train``/``val``/``test``-like sub-folder) is one
+split: ``split=None``/``"all"`` reads all of it, and ``"train"`` / ``"val"`` are the seeded,
+stratified 80/20 hold-out of ``pipelines.datasets.holdout`` (what ``fer_keras.train
+--dataset=folder`` uses; ``fer_keras.evaluate`` evaluates all of it by default).
+"""
 
 from __future__ import annotations
 
@@ -6,8 +13,11 @@ import os
 from typing import Sequence
 
 from pipelines.datasets.base import FileDataset, Record
+from pipelines.datasets.holdout import HOLDOUT_SPLITS, SEED, VAL_FRACTION, WHOLE_SPLITS, select_split
 from pipelines.labels import BASIC7, BASIC8, SYNONYMS, canonical_name
 
+# Sub-folder names taken as splits, not classes (case-insensitive).
+SPLIT_FOLDER_NAMES = ("train", "training", "val", "valid", "validation", "test", "testing")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".gif", ".webp", ".pgm", ".ppm")
 
 
@@ -69,6 +79,15 @@ def scan_class_folders(
     return folders
 
 
+def has_class_folders_directly(data_dir: str) -> bool:
+    """Whether ``data_dir`` holds class folders itself: it has sub-folders and none is named
+    like a split (``SPLIT_FOLDER_NAMES``)."""
+    if not data_dir or not os.path.isdir(data_dir):
+        return False
+    entries = [e for e in os.listdir(data_dir) if not e.startswith(".") and os.path.isdir(os.path.join(data_dir, e))]
+    return bool(entries) and not any(e.lower() in SPLIT_FOLDER_NAMES for e in entries)
+
+
 def infer_classes(root: str) -> tuple[str, ...]:
     """Canonical space (BASIC7, or BASIC8 with contempt) when every folder is an emotion, else sorted folder names."""
     entries = sorted(e for e in os.listdir(root) if not e.startswith(".") and os.path.isdir(os.path.join(root, e)))
@@ -83,7 +102,10 @@ class ClassFolder(FileDataset):
 
     Args:
         data_dir: root folder.
-        split: sub-folder holding the class folders, or None / "" / "all" for none.
+        split: sub-folder holding the class folders, or None / "" / "all" for none. When
+            ``<data_dir>/<split>`` does not exist and ``data_dir`` holds the class folders
+            directly, ``"train"`` / ``"val"`` are the seeded, stratified hold-out of
+            ``pipelines.datasets.holdout`` (no subjects known: per image).
         classes: class list (targets are indices into it). Folder names match a class
             exactly or by canonical emotion name (``sadness`` -> ``sad``). When None, the
             classes are inferred: the canonical space (BASIC7, BASIC8 if there is a
@@ -92,20 +114,39 @@ class ClassFolder(FileDataset):
         allow_missing_classes: accept classes without a folder (inferred canonical
             spaces always allow it).
         channels: 1, 3 or None (keep).
+        val_fraction: share of the images held out as ``val`` by the hold-out.
+        seed: seed of the hold-out.
     """
 
     name = "folder"
     layout = "<data_dir>[/<split>]/<class>/*.png|jpg|..."
 
-    def __init__(self, data_dir, split=None, on_error="skip", classes=None, allow_missing_classes=False, channels=None):
+    def __init__(self, data_dir, split=None, on_error="skip", classes=None, allow_missing_classes=False, channels=None,
+                 val_fraction=VAL_FRACTION, seed=SEED):
         super().__init__(data_dir, split or "all", on_error)
-        self.root = self.data_dir if split in (None, "", "all") else os.path.join(self.data_dir, split)
-        if not os.path.isdir(self.root):
-            raise ValueError(f"Folder {self.root} not found. Expected layout {self.layout}.")
+        self.root, self.holdout = self._resolve_root(split)
         inferred = classes is None
         self.class_names = tuple(classes) if classes is not None else infer_classes(self.root)
         self.allow_missing_classes = allow_missing_classes or (inferred and self.class_names in (BASIC7, BASIC8))
         self.channels = channels
+        self.val_fraction = val_fraction
+        self.seed = seed
+
+    def _resolve_root(self, split) -> tuple[str, bool]:
+        """``(folder of the class folders, whether the hold-out rule picks the split)``."""
+        if split in WHOLE_SPLITS:
+            if not os.path.isdir(self.data_dir):
+                raise ValueError(f"Folder {self.data_dir} not found. Expected layout {self.layout}.")
+            return self.data_dir, False
+        candidate = os.path.join(self.data_dir, split)
+        if os.path.isdir(candidate):
+            return candidate, False
+        if split in HOLDOUT_SPLITS and has_class_folders_directly(self.data_dir):
+            return self.data_dir, True
+        raise ValueError(
+            f"Folder {candidate} not found. Expected layout {self.layout}: split folders holding class folders, or "
+            f"class folders directly in {self.data_dir} (one split: pass split='all', or 'train' / 'val' for the seeded hold-out)."
+        )
 
     def _folder_to_class(self, folder: str) -> str:
         if folder in self.class_names:
@@ -122,4 +163,6 @@ class ClassFolder(FileDataset):
             target = self.class_names.index(name)
             for path in list_images(folder):
                 out.append(Record(path, target, {"path": path, "split": self.split, "class_name": name}))
+        if self.holdout:
+            return select_split(out, self.split, self.root, self.val_fraction, self.seed, group_key=None)
         return out

@@ -33,7 +33,7 @@ Label modes and the choices made (Barsoum et al. 2016, section 3, and the FERPlu
   turns it off) normalised to sum 1. Both modes return the same distribution; they differ
   in the loss: ``crossentropy`` (CEL in the paper) trains with cross-entropy against the
   full distribution, ``probability`` (PLD, probabilistic label drawing) draws a one-hot
-  label from it at each epoch (see :func:`draw_label`). We do not apply the tooling's
+  label from it at each epoch (``pipelines.input.draw_labels``). We do not apply the tooling's
   extra "top-3 emotions covering 75% of the votes" truncation. Images whose unknown/NF
   count reaches the maximum over all 10 columns (after outlier removal) are dropped, and
   so are images left with no emotion vote.
@@ -76,11 +76,10 @@ def votes_to_basic8(votes) -> np.ndarray:
     return out
 
 
-def draw_label(distribution: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """PLD: a one-hot target drawn from a FER+ distribution (re-draw every epoch)."""
-    onehot = np.zeros_like(distribution, dtype=np.float32)
-    onehot[rng.choice(len(distribution), p=distribution / distribution.sum())] = 1.0
-    return onehot
+# What each label mode's targets are (``LoadedArrays.target_kind``): PLD ("probability")
+# keeps the distribution and the training pipeline draws a class id from it every epoch
+# (``pipelines.input.draw_labels``).
+TARGET_KINDS = {"majority": "labels", "probability": "sampled", "crossentropy": "distribution", "multi_target": "multi_hot"}
 
 
 def ferplus_target(votes, label_mode="majority", majority_rule="plurality", drop_single_votes=True,
@@ -157,6 +156,7 @@ class FERPlus(FileDataset):
         if not os.path.isfile(self.label_csv):
             raise ValueError(f"FER+ label file {self.label_csv} not found. Expected layout {self.layout}.")
         self.label_mode = label_mode
+        self.target_kind = TARGET_KINDS[label_mode]
         self.majority_rule = majority_rule
         self.drop_single_votes = drop_single_votes
         self.multi_target_threshold = multi_target_threshold

@@ -12,8 +12,8 @@ from keras import ops
 
 from fer_keras import voting
 from fer_keras.export import METADATA_ASSET, export_ensemble
-from fer_keras.input_spec import InputSpec
-from fer_keras.training.loop import predict_scores
+from fer_spec import InputSpec
+from fer_keras.inference import predict_scores
 from tests.tiny_models import train_tiny_baseline
 
 
@@ -86,13 +86,13 @@ def members(fer_data):
     train, _ = fer_data
     narrow_spec = InputSpec(image_size=(40, 40), source_size=(48, 48), channels=1)
     configs = [(0, (16, 32, 64), None), (1, (16, 32, 64), None), (2, (8, 16, 32), narrow_spec)]
-    trained = [train_tiny_baseline(train.images[:800], train.targets[:800], len(train.class_names), seed, widths, 2, spec) for seed, widths, spec in configs]
+    trained = [train_tiny_baseline(train.images[:800], train.targets[:800], train.class_names, seed, widths, 2, spec) for seed, widths, spec in configs]
     return [model for model, _ in trained], [spec for _, spec in trained]
 
 
 def member_scores(members, images):
     models, specs = members
-    return np.stack([predict_scores(m, images, s) for m, s in zip(models, specs)])
+    return np.stack([predict_scores(m, images) for m in models])
 
 
 @pytest.mark.parametrize("rule", ["t2v", "noi", "bagging"])
@@ -107,7 +107,7 @@ def test_rules_match_numpy_loops_on_real_outputs(members, fer_data, rule):
 def test_ensemble_savedmodel_votes_match_numpy(members, fer_data, tmp_path):
     models, specs = members
     _, val = fer_data
-    path = export_ensemble(models, str(tmp_path), "ensemble", default="noi", class_names=list(val.class_names), dataset_name="fer2013", specs=specs)
+    path = export_ensemble(models, str(tmp_path), "ensemble", default="noi")
     assert pathlib.Path(path).name == "1"
     loaded = tf.saved_model.load(path)
     assert sorted(loaded.signatures) == ["bagging", "metadata", "noi", "serving_default", "t2v"]
@@ -143,7 +143,7 @@ def test_cli_exports_ensemble(members, tmp_path):
         model.save(paths[-1])
     repo = pathlib.Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "fer_keras.export", "--ensemble=" + ",".join(map(str, paths)), f"--export_dir={tmp_path / 'exports'}", "--name=t2v_pair",
-               "--default_vote=bagging", "--alpha=2.0", "--beta=0.5", "--class_names=a,b,c,d,e,f,g"]
+               "--default_vote=bagging", "--alpha=2.0", "--beta=0.5"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=repo)
     assert result.returncode == 0, result.stderr[-3000:]
     assert "serving_default = bagging" in result.stdout

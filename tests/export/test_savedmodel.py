@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer_keras.evaluate import spec_for_model
 from fer_keras.export import METADATA_ASSET, export_model
 from fer_keras.registry import build_model
-from fer_keras.training.loop import predict_scores
+from fer_keras.inference import predict_scores
+from fer_keras.saving import model_spec
 from pipelines.datasets import load_arrays, open_dataset
 
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # the adapter's (Kaggle) order
@@ -86,7 +86,7 @@ def fer_val(fer2013_dir):
 def exported(tiny_baseline, fer_train_subset, tmp_path_factory):
     model, _ = tiny_baseline
     root = tmp_path_factory.mktemp("exports")
-    path = export_model(model, str(root), "baseline", class_names=list(fer_train_subset.class_names), dataset_name="fer2013", extra_metadata={"note": "test"})
+    path = export_model(model, str(root), "baseline", extra_metadata={"note": "test"})
     return model, path
 
 
@@ -110,12 +110,12 @@ def run_tf_only_client(export_dir, fer_val, faces_dir, tmp_path):
 
 def test_tf_only_client_matches_keras(exported, fer_val, faces_dir, tmp_path):
     model, export_dir = exported
-    spec = spec_for_model(model)
+    spec = model_spec(model).input_spec
     out, face_paths = run_tf_only_client(export_dir, fer_val, faces_dir, tmp_path)
 
     assert out["imported"] == []
     assert out["signatures"] == ["metadata", "predict_images", "serving_default"]
-    expected = predict_scores(model, fer_val.images, spec)
+    expected = predict_scores(model, fer_val.images)
     for prefix in ("fer", "arrays"):  # encoded PNG bytes and uint8 arrays of the same images
         np.testing.assert_allclose(np.array(out[f"{prefix}_probabilities"]), expected, atol=1e-5)
         np.testing.assert_array_equal(out[f"{prefix}_class_ids"], expected.argmax(axis=1))
@@ -130,7 +130,7 @@ def test_tf_only_client_matches_keras(exported, fer_val, faces_dir, tmp_path):
 
     face_bytes = [p.read_bytes() for p in face_paths]
     decoded = decode_images(tf.constant(face_bytes), spec).numpy()
-    expected_faces = predict_scores(model, decoded, spec)
+    expected_faces = predict_scores(model, decoded)
     np.testing.assert_allclose(np.array(out["faces_probabilities"]), expected_faces, atol=1e-5)
     np.testing.assert_array_equal(out["faces_class_ids"], expected_faces.argmax(axis=1))
     pillow = np.stack([resize_image(to_channels(decode_image(b, channels=3), spec.channels), spec.source_size) for b in face_bytes]).astype(np.float32)

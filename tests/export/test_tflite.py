@@ -11,7 +11,8 @@ import pytest
 import tensorflow as tf
 
 from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
-from fer_keras.training.loop import predict_scores
+from fer_keras.inference import predict_scores
+from fer_keras.saving import model_spec
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -32,7 +33,7 @@ def converted(fer_data, tiny_baseline, tmp_path_factory):
     train, _ = fer_data
     model, spec = tiny_baseline
     root = tmp_path_factory.mktemp("tflite")
-    saved_model = export_model(model, str(root), "baseline", class_names=list(train.class_names), dataset_name="fer2013")
+    saved_model = export_model(model, str(root), "baseline")
     results = {q: convert_saved_model(saved_model, str(root / f"baseline-{q}.tflite"), q, train.images[:300]) for q in ("none", "float16", "int8")}
     return model, spec, saved_model, results
 
@@ -53,7 +54,7 @@ def test_ops_are_builtin_and_sizes_shrink(converted):
 def test_tflite_matches_keras_on_real_images(converted, fer_data):
     model, spec, _, results = converted
     _, val = fer_data
-    keras_scores = predict_scores(model, val.images, spec)
+    keras_scores = predict_scores(model, val.images)
     keras_accuracy = (keras_scores.argmax(1) == val.targets).mean()
     assert keras_accuracy > 0.25  # learned something (chance is ~0.14-0.25 on FER2013)
 
@@ -105,14 +106,13 @@ def test_multi_region_mrcar_converts_to_builtin_ops(fer_val_subset, tmp_path):
     import keras
     import numpy as np
 
-    from fer_keras.evaluate import spec_for_model
     from fer_keras.registry import build_model
 
     keras.utils.set_random_seed(0)
     model = build_model("mrcar", 7)
-    spec = spec_for_model(model)
-    saved_model = export_model(model, str(tmp_path), "mrcar", class_names=list(fer_val_subset.class_names))
+    spec = model_spec(model).input_spec
+    saved_model = export_model(model, str(tmp_path), "mrcar")
     result = convert_saved_model(saved_model, str(tmp_path / "mrcar.tflite"), "none")
     assert "GATHER" in result.ops and set(result.ops) <= builtin_op_names(), result.ops
     images = fer_val_subset.images[:16]
-    np.testing.assert_allclose(predict_tflite(make_interpreter(result.path), images), predict_scores(model, images, spec), atol=1e-4)
+    np.testing.assert_allclose(predict_tflite(make_interpreter(result.path), images), predict_scores(model, images), atol=1e-4)

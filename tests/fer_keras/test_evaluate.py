@@ -10,9 +10,10 @@ import keras
 import numpy as np
 import pytest
 
-from fer_keras.evaluate import spec_for_model
+from fer_keras import weights
+from fer_keras.inference import Scorer, predict_scores
 from fer_keras.registry import build_model, get_model_entry
-from fer_keras.training.loop import predict_scores
+from fer_keras.saving import attach_spec, load_model, model_spec, read_spec, save_model
 from pipelines.datasets import load_arrays, open_dataset
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -22,7 +23,7 @@ def test_evaluate_cli_writes_report_matching_a_recount(fer2013_dir, tmp_path):
     keras.utils.set_random_seed(1)
     model = build_model("baseline", 7)
     model_path = tmp_path / "model.keras"
-    model.save(model_path)
+    save_model(model, str(model_path))
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
     out = tmp_path / "eval"
     proc = subprocess.run([sys.executable, "-m", "fer_keras.evaluate", f"--model_path={model_path}", "--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=300", "--ten_crop", f"--output_dir={out}"], env=env, capture_output=True, text=True, timeout=600)
@@ -33,27 +34,51 @@ def test_evaluate_cli_writes_report_matching_a_recount(fer2013_dir, tmp_path):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # Recount with the same model, ten-crop averaged scores, in-process.
     arrays = load_arrays(open_dataset("fer2013", str(fer2013_dir), "val"), limit=300, progress=False)
-    predicted = predict_scores(keras.saving.load_model(model_path, safe_mode=True), arrays.images, spec_for_model(model), use_ten_crop=True).argmax(1)
+    predicted = predict_scores(load_model(str(model_path)), arrays.images, use_ten_crop=True).argmax(1)
     assert report["accuracy"] == np.mean(predicted == arrays.targets)
     counts = np.zeros((7, 7), int)
     np.add.at(counts, (arrays.targets, predicted), 1)
     assert report["confusion_matrix"] == counts.tolist()
 
 
-def test_spec_for_model_uses_the_registered_spec():
-    model = build_model("baseline", 7)
-    assert spec_for_model(model) == get_model_entry("baseline").input_spec
-    inputs = keras.Input((32, 32, 3), name="face")
-    other = keras.Model({"face": inputs}, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)), name="custom")
-    spec = spec_for_model(other)
-    assert spec.image_size == (32, 32) and spec.source_size == (32, 32) and spec.channels == 3
+def test_a_renamed_model_scores_exactly_like_the_original(fer_val_subset, tmp_path):
+    """The spec travels in the file: a shipped baseline saved under another name keeps its
+    48x48 source size (centre crop, ten distinct crops) and its accuracy, to the last image."""
+    original = weights.load_pretrained("baseline-fer2013")
+    renamed = keras.Model(original.inputs, original.outputs, name="baseline_v2")
+    attach_spec(renamed, model_spec(original))
+    path = save_model(renamed, str(tmp_path / "baseline_v2.keras"))
+    loaded = load_model(path)
+    assert loaded.name == "baseline_v2"
+    assert model_spec(loaded).input_spec.source_size == (48, 48) and model_spec(loaded).input_spec.image_size == (44, 44)
+    images, targets = fer_val_subset.images, fer_val_subset.targets
+    for ten_crop in (False, True):
+        expected = predict_scores(original, images, use_ten_crop=ten_crop)
+        np.testing.assert_allclose(predict_scores(loaded, images, use_ten_crop=ten_crop), expected, atol=1e-6)
+    centre, ten = predict_scores(loaded, images), predict_scores(loaded, images, use_ten_crop=True)
+    assert np.abs(centre - ten).max() > 1e-3  # ten crops of 44x44 from 48x48, not ten identical resizes
+    assert np.mean(ten.argmax(1) == targets) > 0.4
 
 
-def test_spec_for_model_reads_a_saved_subclassed_mrcar(tmp_path):
-    model = build_model("mrcar", 7)
-    model.save(tmp_path / "mrcar.keras")
-    loaded = keras.saving.load_model(tmp_path / "mrcar.keras", safe_mode=True)
-    assert spec_for_model(loaded) == get_model_entry("mrcar").input_spec
+def test_the_spec_round_trips_through_a_keras_file_for_a_subclassed_model(tmp_path):
+    preset = get_model_entry("mrcar").presets["rafdb"]
+    model = build_model("mrcar", ("a", "b", "c"), preset.input_spec, ten_crop=True, dataset="rafdb", variant="global_only")
+    path = save_model(model, str(tmp_path / "renamed.keras"))
+    assert read_spec(path) == model_spec(model)
+    loaded = load_model(path)
+    spec = model_spec(loaded)
+    assert spec.input_spec.image_size == (98, 98) and spec.input_spec.channels == 3 and spec.class_names == ("a", "b", "c")
+    assert spec.ten_crop and spec.dataset == "rafdb" and spec.options == {"variant": "global_only"}
+
+
+def test_a_file_without_a_spec_is_a_clear_error(tmp_path):
+    inputs = keras.Input((44, 44, 1), name="face")
+    bare = keras.Model({"face": inputs}, keras.layers.Dense(7, activation="softmax")(keras.layers.Flatten()(inputs)))
+    bare.save(tmp_path / "bare.keras")
+    with pytest.raises(ValueError, match="holds no fer_keras_spec.json"):
+        load_model(str(tmp_path / "bare.keras"))
+    with pytest.raises(ValueError, match="carries no fer_keras ModelSpec"):
+        Scorer(load_model(str(tmp_path / "bare.keras"), require_spec=False))
 
 
 def test_evaluate_cli_scores_the_shipped_mrcar_above_chance(fer2013_dir, tmp_path):
@@ -73,7 +98,6 @@ def test_evaluate_cli_needs_exactly_one_model_source(tmp_path):
 
 
 def test_scorer_ten_crop_is_the_mean_of_the_ten_crop_scores_and_batch_independent():
-    from fer_keras.training.loop import Scorer
     from pipelines.input import ten_crop_inputs
 
     model = build_model("baseline", 7, widths=(4, 4, 4))
@@ -81,9 +105,9 @@ def test_scorer_ten_crop_is_the_mean_of_the_ten_crop_scores_and_batch_independen
     images = np.random.default_rng(0).integers(0, 256, (5, 48, 48, 1)).astype(np.uint8)
     crops = model(ten_crop_inputs(images, spec), training=False).numpy()
     expected = crops.reshape(5, 10, 7).mean(axis=1)
-    np.testing.assert_allclose(Scorer(model, spec, use_ten_crop=True, batch_size=2)(images), expected, atol=1e-6)
-    scorer = Scorer(model, spec, batch_size=2)
-    np.testing.assert_allclose(scorer(images), Scorer(model, spec, batch_size=256)(images), atol=1e-6)
+    np.testing.assert_allclose(Scorer(model, use_ten_crop=True, batch_size=2)(images), expected, atol=1e-6)
+    scorer = Scorer(model, batch_size=2)
+    np.testing.assert_allclose(scorer(images), Scorer(model, batch_size=256)(images), atol=1e-6)
     with pytest.raises(ValueError, match=r"\[N, 48, 48, 1\]"):
         scorer(np.zeros((2, 44, 44, 1), np.uint8))
     with pytest.raises(ValueError, match="No images"):

@@ -67,10 +67,10 @@ def test_single_call_matches_batched_call(recognizer, photos, faces_dir):
 
 def test_classification_equals_the_evaluation_path(recognizer, fer_val_subset):
     """Aligned faces are scored exactly as fer_keras.evaluate scores them (eval_inputs)."""
-    from fer_keras.training.loop import predict_scores
+    from fer_keras.inference import predict_scores
 
     images = fer_val_subset.images[:40]
-    np.testing.assert_allclose(recognizer.classify_faces(images), predict_scores(recognizer.model, images, recognizer.spec), atol=1e-5)
+    np.testing.assert_allclose(recognizer.classify_faces(images), predict_scores(recognizer.model, images), atol=1e-5)
 
 
 def _side_by_side(faces_dir, left, right):
@@ -123,7 +123,7 @@ def test_grayscale_and_rgba_inputs(recognizer, faces_dir):
 
 
 def test_ten_crop_recognizer(recognizer, faces_dir):
-    ten = Recognizer(recognizer.model, ten_crop=True, detector=recognizer.detector, class_names=recognizer.class_names)
+    ten = Recognizer(recognizer.model, ten_crop=True, detector=recognizer.detector)
     result = ten.recognize(faces_dir / "surprised_man.png")
     assert [f.label for f in result.faces] == ["surprise"]
 
@@ -196,14 +196,14 @@ def test_shipped_mrcar_labels_of_clearly_expressive_faces_are_unchanged(mrcar, f
 def test_mrcar_gets_its_region_inputs(mrcar, faces_dir):
     """face + eyes + mouth built by eval_inputs from the aligned face, as in training."""
     from fer_keras.recognizer import read_photo
-    from fer_keras.training.loop import predict_scores
+    from fer_keras.inference import predict_scores
 
     assert set(mrcar.spec.regions) == {"eyes", "mouth"} and mrcar.class_names[0] == "angry"
     result = mrcar.recognize(faces_dir / "surprised_man.png")
     assert len(result.faces) == 1 and sum(result.faces[0].probabilities.values()) == pytest.approx(1.0, abs=1e-4)
     image = read_photo(faces_dir / "surprised_man.png")
     aligned = np.stack(mrcar._align(image, mrcar.detector.detect_one(image)))
-    np.testing.assert_allclose(list(result.faces[0].probabilities.values()), predict_scores(mrcar.model, aligned, mrcar.spec)[0], atol=1e-5)
+    np.testing.assert_allclose(list(result.faces[0].probabilities.values()), predict_scores(mrcar.model, aligned)[0], atol=1e-5)
 
 
 def test_lazy_top_level_names():

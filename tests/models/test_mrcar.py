@@ -36,7 +36,7 @@ def model():
 
 def test_registry_entry():
     entry = get_model_entry("mrcar")
-    assert entry.label_input and entry.default_preset == "fer2013"
+    assert entry.default_preset == "fer2013"
     assert entry.input_spec == MRCAR_SPEC
     assert MRCAR_SPEC.regions == {"eyes": (20, 44), "mouth": (26, 44)} == region_sizes((44, 44))
     assert RAFDB_SPEC.regions == {"eyes": (44, 98), "mouth": (58, 98)}
@@ -82,34 +82,39 @@ def test_parameter_counts(variant, shared):
         assert not any("coordinate_attention" in w.path for w in m.weights)
 
 
-def test_inference_without_label_gives_probabilities(model):
+def test_outputs_probabilities_and_cosines_and_the_objective_applies_the_margin(model):
+    """Inference output: softmax(s cos); the ArcFace margin lives in the registered objective
+    (``fer_keras.losses.arcface_loss`` on the ``cosine`` output), equal to Eq. 10 by hand."""
+    from fer_keras.objective import Targets
+
     x = _inputs(MRCAR_SPEC)
-    p = model(x, training=False).numpy()
+    out = model(x, training=False)
+    p, cosine = out["probabilities"].numpy(), out["cosine"].numpy()
     assert p.shape == (2, 7) and p.dtype == np.float32
     np.testing.assert_allclose(p.sum(axis=1), 1.0, atol=1e-5)
-    # Labels change nothing at inference; at training they lower the target probability only.
+    logits = 16.0 * cosine
+    np.testing.assert_allclose(p, np.exp(logits) / np.exp(logits).sum(1, keepdims=True), atol=1e-5)
     labels = np.array([3, 5], "int32")
-    np.testing.assert_allclose(model(dict(x, label=labels), training=False).numpy(), p, atol=1e-6)
-    train = model(dict(x, label=labels), training=True).numpy()
-    np.testing.assert_allclose(train.sum(axis=1), 1.0, atol=1e-5)
-    head = model.head
-    embedding = model.backbone(x, training=True)
-    logits_train = head.compute_logits(embedding, labels=labels, training=True).numpy()
-    logits_infer = head.compute_logits(embedding).numpy()
-    mask = np.zeros((2, 7), bool)
-    mask[[0, 1], labels] = True
-    np.testing.assert_allclose(logits_train[~mask], logits_infer[~mask], atol=1e-5)
-    assert np.all(logits_train[mask] < logits_infer[mask])
+    objective = get_model_entry("mrcar").objective(model, "labels")
+    total, terms = objective(Targets.from_batch(keras.ops.convert_to_tensor(labels), "labels"), out)
+    theta = np.arccos(np.clip(cosine[[0, 1], labels], -1, 1))
+    margin_logits = logits.copy()
+    margin_logits[[0, 1], labels] = 16.0 * np.cos(theta + 0.5)
+    expected = -np.log(np.exp(margin_logits[[0, 1], labels]) / np.exp(margin_logits).sum(1))
+    np.testing.assert_allclose(total.numpy(), expected, rtol=1e-4)
+    assert np.all(total.numpy() > -np.log(p[[0, 1], labels]))  # the margin makes the loss stricter
+    with pytest.raises(ValueError, match="arcface"):
+        objective.check_targets("distribution")
 
 
 def test_global_only_ignores_regions_and_rafdb_builds():
     m = build_mrcar(7, MRCAR_SPEC, variant="global_only")
     x = _inputs(MRCAR_SPEC)
-    face_only = m({"face": x["face"]}, training=False).numpy()
-    np.testing.assert_allclose(m(x, training=False).numpy(), face_only, atol=1e-6)
+    face_only = m({"face": x["face"]}, training=False)["probabilities"].numpy()
+    np.testing.assert_allclose(m(x, training=False)["probabilities"].numpy(), face_only, atol=1e-6)
     raf = build_mrcar(7, RAFDB_SPEC)
     assert raf.backbone.get_layer("face_dsblock3").output.shape[1:] == (7, 7, 512)
-    assert raf(_inputs(RAFDB_SPEC, batch=1), training=False).shape == (1, 7)
+    assert raf(_inputs(RAFDB_SPEC, batch=1), training=False)["probabilities"].shape == (1, 7)
 
 
 def _all_layer_outputs(m):
@@ -120,17 +125,17 @@ def _all_layer_outputs(m):
 
 def test_config_and_keras_file_round_trip(model, tmp_path):
     x = _inputs(MRCAR_SPEC, seed=5)
-    expected = model(x, training=False).numpy()
+    expected = model(x, training=False)["probabilities"].numpy()
     clone = MrCAR.from_config(model.get_config())
     clone.set_weights(model.get_weights())
-    np.testing.assert_array_equal(clone(x, training=False).numpy(), expected)
+    np.testing.assert_array_equal(clone(x, training=False)["probabilities"].numpy(), expected)
     assert clone.get_config() == model.get_config()
 
     path = str(tmp_path / "mrcar.keras")
     model.save(path)
     loaded = keras.saving.load_model(path, safe_mode=True)
     assert isinstance(loaded, MrCAR) and loaded.name == "mrcar"
-    np.testing.assert_array_equal(loaded(x, training=False).numpy(), expected)
+    np.testing.assert_array_equal(loaded(x, training=False)["probabilities"].numpy(), expected)
     ours, theirs = _all_layer_outputs(model)(x), _all_layer_outputs(loaded)(x)
     assert len(ours) == 3 * (len(TABLE_1) + 2) + 2  # + bn1, relu1 per branch; concat, fc
     for name in ours:
@@ -154,10 +159,12 @@ def test_training_with_the_loop_on_fer2013(fer2013_dir, tmp_path):
 
     keras.utils.set_random_seed(0)
     config = LoopConfig(epochs=2, batch_size=32, optimizer="sgd", learning_rate=0.01, momentum=0.9, lr_schedule="constant", augmentation=input_pipeline.NO_AUGMENTATION, checkpoint_every=0, eval_batch_size=64, verbose=0)
-    trainer = Trainer(lambda: build_model("mrcar", 7), MRCAR_SPEC, 7, config, str(tmp_path), tf.distribute.get_strategy(), label_input=True)
+    entry = get_model_entry("mrcar")
+    trainer = Trainer(lambda: build_model("mrcar", 7), lambda model: entry.objective(model, "labels"), config, str(tmp_path), tf.distribute.get_strategy())
+    assert [term.name for term in trainer.objective.terms] == ["arcface"] and trainer.objective.outputs == ("cosine",)
     history = trainer.fit(train.images, train.targets, val.images, val.targets)
     print("MrCAR training:", [(row["loss"], row["images_per_sec"]) for row in history])
     assert len(history) == 2
     assert np.isfinite(history[0]["loss"]) and history[1]["loss"] < history[0]["loss"]
     loaded = keras.saving.load_model(str(tmp_path / "best.keras"), safe_mode=True)
-    assert loaded(inputs, training=False).shape == (32, 7)
+    assert loaded(inputs, training=False)["probabilities"].shape == (32, 7)

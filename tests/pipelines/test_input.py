@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer_keras.input_spec import InputSpec
+from fer_spec import InputSpec
 from pipelines import input as input_pipeline
 
 SPEC = InputSpec(image_size=(44, 44), source_size=(48, 48), channels=1)

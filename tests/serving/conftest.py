@@ -125,7 +125,7 @@ def model_repo(tmp_path_factory, tiny_models):
 model_config_list {
   config { name: "fer" base_path: "/models/fer" model_platform: "tensorflow"
            model_version_policy { latest { num_versions: 1 } } }
-  config { name: "pinned" base_path: "models/pinned" model_platform: "tensorflow"
+  config { name: "pinned" base_path: "/models/pinned" model_platform: "tensorflow"
            model_version_policy { specific { versions: 1 } }
            version_labels { key: "stable" value: 1 } }
   config { name: "reload" base_path: "/models/reload" model_platform: "tensorflow" }
@@ -137,7 +137,9 @@ model_config_list {
 
 @pytest.fixture(scope="module")
 def server(model_repo):
-    """In-process server on a free loopback port (gRPC + REST), polling every 0.2 s."""
+    """In-process server on a free loopback port (gRPC + REST), polling every 0.2 s. The config
+    has a version label, which TF Serving only accepts at startup with
+    --allow_version_labels_for_unavailable_models."""
     config_path = model_repo / "models.config"
     instance = ModelServer.from_config_file(
         config_path,
@@ -146,6 +148,7 @@ def server(model_repo):
         rest_api_port=0,
         poll_seconds=0.2,
         max_message_bytes=1024 * 1024,
+        allow_version_labels_for_unavailable_models=True,
     )
     instance.start()
     yield instance

@@ -189,12 +189,12 @@ def e2e_export(tiny_baseline, fer_val_subset, tmp_path_factory):
     model, spec = tiny_baseline
     val = fer_val_subset
     root = tmp_path_factory.mktemp("e2e_exports")
-    version_dir = export_model(model, str(root), "baseline", class_names=list(val.class_names), spec=spec, dataset_name="fer2013")
+    version_dir = export_model(model, str(root), "baseline")
     return model, spec, val, root, version_dir
 
 
 def test_end_to_end_export_serve_classify(e2e_export):
-    from fer_keras.training.loop import predict_scores
+    from fer_keras.inference import predict_scores
     from tests.serving.conftest import png_bytes
 
     model, spec, val, root, version_dir = e2e_export
@@ -209,7 +209,7 @@ def test_end_to_end_export_serve_classify(e2e_export):
             outputs, version = fer_client.predict_raw({"unused": np.int32(0)}, "baseline", signature="metadata")
     assert version == 1
     assert [name.decode() for name in outputs["class_names"]] == list(val.class_names)
-    expected = predict_scores(model, val.images[:E2E_VAL], spec)
+    expected = predict_scores(model, val.images[:E2E_VAL], batch_size=256, use_ten_crop=False)
     assert len(rows) == E2E_VAL
     assert [row["class_id"] for row in rows] == expected.argmax(axis=1).tolist()
     assert [row["label"] for row in rows] == [val.class_names[i] for i in expected.argmax(axis=1)]

@@ -235,7 +235,8 @@ def test_cli_subprocess_serves_config_and_stops_cleanly(model_repo, tmp_path, fa
     port_file = tmp_path / "port"
     root = pathlib.Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "serving.server", f"--model_config_file={model_repo / 'models.config'}",
-               f"--base_path_map=/models={model_repo / 'models'}", "--port=0", "--rest_api_port=0", f"--port_file={port_file}"]
+               f"--base_path_map=/models={model_repo / 'models'}", "--allow_version_labels_for_unavailable_models=true",
+               "--port=0", "--rest_api_port=0", f"--port_file={port_file}"]
     process = subprocess.Popen(command, cwd=root, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
     try:

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
@@ -46,6 +47,11 @@ def test_mirrored_two_devices_follows_the_single_device_loss_curve(fer2013_dir, 
         # Same data, same seed, same global batch; only batch-norm statistics are per replica.
         assert abs(a["loss"] - b["loss"]) < 0.05 * a["loss"], (a, b)
     assert mirrored["history"][-1]["loss"] < mirrored["history"][0]["loss"]
+    # The centre-loss state moved by the rule from statistics summed over both replicas:
+    # the same centres as one device (to batch-norm differences), and far from the zero start.
+    single_centers, mirrored_centers = np.array(single["centers"]), np.array(mirrored["centers"])
+    assert np.abs(single_centers).max() > 0.05
+    np.testing.assert_allclose(mirrored_centers, single_centers, atol=0.05)
 
 
 @pytest.mark.slow
@@ -66,6 +72,9 @@ def test_multi_worker_two_processes_on_localhost(fer2013_dir, tmp_path):
     # Both workers ran the same synchronous steps: identical training losses.
     for a, b in zip(outputs[0]["history"], outputs[1]["history"]):
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    # Stateful-loss state is identical on both workers (statistics all-reduced before the rule).
+    np.testing.assert_allclose(np.array(outputs[0]["centers"]), np.array(outputs[1]["centers"]), atol=1e-6)
+    assert np.abs(np.array(outputs[0]["centers"])).max() > 0.05
     assert outputs[0]["history"][-1]["loss"] < outputs[0]["history"][0]["loss"]
     # Only the chief (worker 0) writes the run's files.
     assert (tmp_path / "run" / "best.keras").exists()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 
+# Pixel normalisations a spec may name; ``pipelines.input.normalize`` implements each.
+NORMALIZATIONS = ("unit",)
+
 
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
@@ -16,13 +19,15 @@ class InputSpec:
             ten crops). FER2013 papers crop 44x44 from 48x48.
         channels: 1 (grayscale) or 3 (RGB).
         regions: extra inputs cut from the aligned face, name -> (height, width), e.g.
-            MrCAR's ``{"eyes": (24, 44), "mouth": (24, 44)}``. Empty for single-input models.
+            MrCAR's ``{"eyes": (20, 44), "mouth": (26, 44)}``. Empty for single-input models.
+        normalization: how 0..255 pixels become model inputs: ``"unit"`` divides by 255.
     """
 
     image_size: tuple[int, int] = (44, 44)
     source_size: tuple[int, int] = (48, 48)
     channels: int = 1
     regions: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
+    normalization: str = "unit"
 
     def __post_init__(self):
         if self.channels not in (1, 3):
@@ -32,6 +37,8 @@ class InputSpec:
                 f"image_size must fit inside source_size. Received: image_size={self.image_size}, "
                 f"source_size={self.source_size}"
             )
+        if self.normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {NORMALIZATIONS}. Received: normalization={self.normalization!r}")
 
     @property
     def input_names(self) -> tuple[str, ...]:
@@ -41,3 +48,26 @@ class InputSpec:
         shapes = {"face": (*self.image_size, self.channels)}
         shapes.update({name: (*size, self.channels) for name, size in self.regions.items()})
         return shapes
+
+    def to_dict(self) -> dict:
+        return {
+            "image_size": list(self.image_size),
+            "source_size": list(self.source_size),
+            "channels": self.channels,
+            "regions": {name: list(size) for name, size in self.regions.items()},
+            "normalization": self.normalization,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "InputSpec":
+        known = {field.name for field in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"Unknown input spec field(s) {unknown}. Known: {sorted(known)}")
+        return cls(
+            image_size=tuple(int(v) for v in data["image_size"]),
+            source_size=tuple(int(v) for v in data["source_size"]),
+            channels=int(data["channels"]),
+            regions={name: tuple(int(v) for v in size) for name, size in data.get("regions", {}).items()},
+            normalization=data.get("normalization", "unit"),
+        )

@@ -1,0 +1,56 @@
+"""Cross-entropy for every target form the data sets give (Barsoum et al. 2016's FER+ schemes).
+
+Per-example losses on class probabilities ``p`` ``[B, K]``:
+
+- class ids ``y`` (FER+ *majority*, and *probability* = PLD, whose label is drawn from the
+  vote distribution each epoch by the pipeline): ``-log p_y``; with label smoothing
+  ``eps`` the target is ``(1 - eps) onehot(y) + eps / K`` (FAML Eq. 4-5);
+- a distribution ``t`` (FER+ *crossentropy*, CEL; or a teacher's softmax):
+  ``-sum_k t_k log p_k``;
+- a multi-hot mask ``m`` (FER+ *multi-target*, MT): ``-log sum_k m_k p_k``, the negative log
+  of the probability given to any label the annotators voted above the threshold.
+
+Reference: E. Barsoum, C. Zhang, C. Canton Ferrer, Z. Zhang, "Training Deep Networks for
+Facial Expression Recognition with Crowd-Sourced Label Distribution", ICMI 2016, Sec. 3
+(Eq. 2-5).
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+EPSILON = 1e-7
+
+
+def crossentropy(targets, probabilities, label_smoothing: float = 0.0):
+    """Per-example cross-entropy of ``probabilities`` against ``targets`` (a
+    ``fer_keras.objective.Targets``); see the module docstring for each target kind."""
+    probabilities = ops.clip(ops.cast(probabilities, "float32"), EPSILON, 1.0)
+    log_p = ops.log(probabilities)
+    num_classes = ops.shape(probabilities)[-1]
+    if targets.kind == "labels":
+        one_hot = ops.one_hot(targets.labels, num_classes)
+        if label_smoothing:
+            one_hot = one_hot * (1.0 - label_smoothing) + label_smoothing / ops.cast(num_classes, "float32")
+        return -ops.sum(one_hot * log_p, axis=-1)
+    if targets.kind == "distribution":
+        return -ops.sum(targets.values * log_p, axis=-1)
+    if targets.kind == "multi_hot":
+        return -ops.log(ops.clip(ops.sum(targets.values * probabilities, axis=-1), EPSILON, 1.0))
+    raise ValueError(f"Unknown target kind {targets.kind!r}.")
+
+
+class CrossEntropy:
+    """``crossentropy`` as a term loss: ``CrossEntropy(label_smoothing)(targets, probabilities)``.
+
+    Args:
+        label_smoothing: float in [0, 1). Only applies to class-id targets.
+    """
+
+    def __init__(self, label_smoothing: float = 0.0):
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
+        self.label_smoothing = float(label_smoothing)
+
+    def __call__(self, targets, probabilities):
+        return crossentropy(targets, probabilities, self.label_smoothing)

@@ -1,6 +1,6 @@
 """gRPC serving latency and throughput against the local TF-Serving-compatible server.
 
-    python benchmarks/bench_grpc.py --keras_model=/work/runs/baseline-fer2013/best.keras
+    python benchmarks/bench_grpc.py --keras_model=../runs/baseline-fer2013/best.keras
     python benchmarks/bench_grpc.py --model_dir=serving/models/baseline        # already exported
 
 Starts ``python -m serving.server`` as a subprocess on a free loopback port (so client and server
@@ -39,7 +39,7 @@ def export_keras(keras_model: str, export_root: str) -> str:
     from fer_keras.saving import load_model
 
     model = load_model(keras_model)
-    return export_model(model, export_root, "baseline", version=1, dataset_name="fer2013")
+    return export_model(model, export_root, "baseline", version=1)
 
 
 def face_png(image_path: str | None) -> tuple[bytes, str]:
@@ -76,7 +76,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--model_dir", help="model base path (numeric version folders) or one version folder")
-    source.add_argument("--keras_model", help=".keras model to export first (e.g. /work/runs/baseline-fer2013/best.keras)")
+    source.add_argument("--keras_model", help=".keras model to export first (e.g. ../runs/baseline-fer2013/best.keras)")
     parser.add_argument("--image", help="face image to send (default: a FER2013 val PNG)")
     parser.add_argument("--requests", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)

@@ -62,7 +62,7 @@ def main(argv):
                     pass
                 return steps * batch_size / (time.perf_counter() - start)
 
-            trainer = Trainer(lambda: build_model(FLAGS.model, len(arrays.class_names), spec), spec, len(arrays.class_names), LoopConfig(batch_size=batch_size, jit_compile=jit, verbose=0), "/tmp/fer_keras_bench", tf.distribute.get_strategy(), label_input=entry.label_input)
+            trainer = Trainer(lambda: build_model(FLAGS.model, arrays.class_names, spec), lambda model: entry.objective(model, "labels"), LoopConfig(batch_size=batch_size, jit_compile=jit, verbose=0), "/tmp/fer_keras_bench", tf.distribute.get_strategy())
             step = trainer.make_train_step(batch_size)
             batch = next(iter(fresh_dataset()))
 
@@ -70,7 +70,7 @@ def main(argv):
                 iterator = iter(tf.data.Dataset.from_tensors(batch).repeat(steps))
                 start = time.perf_counter()
                 for _ in range(steps):
-                    loss, _ = step(iterator)
+                    loss, _ = step(iterator, tf.constant(0, tf.int64))
                 float(loss)
                 return steps * batch_size / (time.perf_counter() - start)
 
@@ -78,7 +78,7 @@ def main(argv):
                 iterator = iter(fresh_dataset())
                 start = time.perf_counter()
                 for _ in range(steps):
-                    loss, _ = step(iterator)
+                    loss, _ = step(iterator, tf.constant(0, tf.int64))
                 float(loss)
                 return steps * batch_size / (time.perf_counter() - start)
 

@@ -1,7 +1,7 @@
 """TFLite (float32 / float16 / int8) vs Keras: parity on real FER2013 val images, file sizes,
 per-image latency at batch 1.
 
-    python benchmarks/bench_tflite.py --model_path=/work/runs/baseline-fer2013/best.keras \
+    python benchmarks/bench_tflite.py --model_path=../runs/baseline-fer2013/best.keras \
         --data_dir=../shared/datasets/fer2013
 
 Exports the model as a SavedModel (temporary directory), converts its ``predict_images``
@@ -73,26 +73,25 @@ def main(argv):
     import keras
     import tensorflow as tf
 
-    from fer_keras.evaluate import spec_for_model
     from fer_keras.weights.export import directory_bytes
     from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
     from fer_keras.export.tflite import interpreter_name
-    from fer_keras.saving import load_model
-    from fer_keras.training.loop import predict_scores
+    from fer_keras.inference import predict_scores
+    from fer_keras.saving import load_model, model_spec
     from pipelines.datasets import load_arrays, open_dataset
     from pipelines.input import eval_inputs
 
     model = load_model(FLAGS.model_path)
-    spec = spec_for_model(model)
+    spec = model_spec(model).input_spec
     load = lambda split, limit: load_arrays(open_dataset("fer2013", FLAGS.data_dir, split), image_size=spec.source_size, channels=spec.channels, limit=limit, progress=False)
     val, train = load("val", FLAGS.limit), load("train", FLAGS.representative_count)
-    keras_scores = predict_scores(model, val.images, spec)
+    keras_scores = predict_scores(model, val.images)
     keras_accuracy = float((keras_scores.argmax(1) == val.targets).mean())
     latency_images = val.images[: FLAGS.latency_images]
 
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        saved_model = export_model(model, tmp, "bench", class_names=list(val.class_names), spec=spec)
+        saved_model = export_model(model, tmp, "bench")
         signature = tf.saved_model.load(saved_model).signatures["predict_images"]
         for quantize in ("none", "float16", "int8"):
             result = convert_saved_model(saved_model, os.path.join(tmp, f"bench-{quantize}.tflite"), quantize, train.images)

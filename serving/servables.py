@@ -105,6 +105,16 @@ class ModelManager:
         with self._lock:
             return list(self._models)
 
+    def available_versions(self) -> dict:
+        """``{model: {versions AVAILABLE now}}`` (what TF Serving checks version labels against)."""
+        with self._lock:
+            return {name: set(state.servables) for name, state in self._models.items()}
+
+    def version_labels(self) -> dict:
+        """``{model: {label: version}}`` of the current config."""
+        with self._lock:
+            return {name: dict(state.entry.version_labels) for name, state in self._models.items()}
+
     def poll(self):
         """One pass: load wanted versions not loaded yet, then unload the unwanted ones."""
         with self._poll_lock:

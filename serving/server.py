@@ -13,6 +13,11 @@ Base paths are polled (``--file_system_poll_wait_seconds``, default 1 s like TF 
 version folder is loaded and, once AVAILABLE, older versions outside the version policy are
 unloaded; deleted versions are unloaded. Status codes follow TF Serving:
 
+* configs TF Serving refuses are refused with its status and message (``serving.config``): a
+  malformed file, a model listed twice, a missing/relative ``base_path``, a missing base path
+  folder, and version labels on versions that are not AVAILABLE (at startup: any label) unless
+  ``--allow_version_labels_for_unavailable_models`` is passed ("Failed to start server. Error:
+  ..." on the command line; the error status of ``HandleReloadConfigRequest``);
 * unknown model / version / version label: NOT_FOUND ("Servable not found for request: ...");
 * unknown signature: FAILED_PRECONDITION ('Serving signature key "x" not found.'), as in
   TF Serving's ``predict_util.cc``;
@@ -33,6 +38,7 @@ import http.server
 import logging
 import os
 import signal
+import sys
 import threading
 
 import grpc
@@ -134,6 +140,9 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
         response = model_management_pb2.ReloadConfigResponse()
         try:
             self.server.reload_config(request.config)
+        except serving_config.ConfigError as error:  # TF Serving's status code and message
+            response.status.error_code = grpc.StatusCode[error.code].value[0]
+            response.status.error_message = error.tf_message
         except ValueError as error:
             response.status.error_code = grpc.StatusCode.INVALID_ARGUMENT.value[0]
             response.status.error_message = str(error)
@@ -156,11 +165,18 @@ class ModelServer:
         poll_seconds: base path polling period (<= 0 disables polling).
         max_message_bytes: largest accepted request (gRPC RESOURCE_EXHAUSTED beyond).
         max_workers: gRPC handler threads.
+        allow_version_labels_for_unavailable_models: TF Serving's flag of that name (reloads).
+        root_dir: ``--model_config_list_root_dir`` (relative base paths of reloads are joined to it).
+        path_map: ``serving.config.parse_path_map`` pairs applied to reloaded base paths.
     """
 
     def __init__(self, entries, port: int = 8500, rest_api_port: int | None = None, host: str = "127.0.0.1",
-                 poll_seconds: float = 1.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_workers: int = 8):
+                 poll_seconds: float = 1.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_workers: int = 8,
+                 allow_version_labels_for_unavailable_models: bool = False, root_dir=None, path_map=()):
         self.manager = ModelManager(entries)
+        self.allow_version_labels_for_unavailable_models = allow_version_labels_for_unavailable_models
+        self.root_dir = root_dir
+        self.path_map = list(path_map)
         self.host = host
         self.port = port
         self.rest_api_port = rest_api_port
@@ -173,13 +189,22 @@ class ModelServer:
         self._threads = []
 
     @classmethod
-    def from_config_file(cls, path, path_map=(), **kwargs):
-        config = serving_config.read_model_server_config(path)
-        entries = serving_config.model_entries(config, os.path.dirname(os.path.abspath(path)), path_map)
-        return cls(entries, **kwargs)
+    def from_config_file(cls, path, path_map=(), root_dir=None, allow_version_labels_for_unavailable_models: bool = False,
+                         **kwargs):
+        """A server for ``--model_config_file=path``; ``serving.config.ConfigError`` if TF Serving would refuse it."""
+        entries = serving_config.load_model_server_config_file(path, path_map, root_dir, allow_version_labels_for_unavailable_models)
+        return cls(entries, allow_version_labels_for_unavailable_models=allow_version_labels_for_unavailable_models,
+                   root_dir=root_dir, path_map=path_map, **kwargs)
 
     def reload_config(self, model_server_config):
-        self.manager.set_entries(serving_config.model_entries(model_server_config))
+        """Apply a new ``ModelServerConfig``; ``ConfigError`` (nothing changed) if TF Serving would refuse it."""
+        entries = serving_config.load_model_server_config(
+            model_server_config, None, None, self.path_map, self.root_dir,
+            available=self.manager.available_versions(),
+            allow_version_labels_for_unavailable_models=self.allow_version_labels_for_unavailable_models,
+            current_labels=self.manager.version_labels(),
+        )
+        self.manager.set_entries(entries)
         self.manager.poll()
 
     def start(self) -> "ModelServer":
@@ -252,6 +277,10 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--model_config_file", help="ModelServerConfig text proto (serving/models.config)")
     parser.add_argument("--model_name", help="single model name (instead of --model_config_file)")
     parser.add_argument("--model_base_path", help="single model base path (folder of numeric versions)")
+    parser.add_argument("--allow_version_labels_for_unavailable_models", type=_flag_bool, nargs="?", const=True, default=False,
+                        help="accept version labels on versions that are not loaded (TF Serving's flag; needed for any "
+                             "label in the startup config)")
+    parser.add_argument("--model_config_list_root_dir", default=None, help="absolute folder relative base_paths are joined to")
     parser.add_argument("--base_path_map", action="append", default=[], metavar="FROM=TO",
                         help="rewrite base_path prefixes of the config, e.g. /models=/srv/models (repeatable)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="version polling period; <=0 disables")
@@ -261,21 +290,41 @@ def build_arg_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv=None) -> int:
-    args = build_arg_parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    common = dict(port=args.port, rest_api_port=args.rest_api_port, host=args.host, poll_seconds=args.file_system_poll_wait_seconds,
-                  max_message_bytes=args.max_message_bytes, max_workers=args.grpc_max_threads)
+def _flag_bool(text: str) -> bool:
+    if text.lower() in ("1", "true", "yes"):
+        return True
+    if text.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
+
+
+def build_server(args) -> ModelServer:
+    """The server the parsed flags describe; ``serving.config.ConfigError`` if TF Serving would refuse its config."""
     path_map = serving_config.parse_path_map(args.base_path_map)
+    common = dict(port=args.port, rest_api_port=args.rest_api_port, host=args.host, poll_seconds=args.file_system_poll_wait_seconds,
+                  max_message_bytes=args.max_message_bytes, max_workers=args.grpc_max_threads,
+                  allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models)
     if args.model_config_file:
         if args.model_name or args.model_base_path:
             raise SystemExit("use either --model_config_file or --model_name/--model_base_path")
-        server = ModelServer.from_config_file(args.model_config_file, path_map, **common)
-    elif args.model_name and args.model_base_path:
+        return ModelServer.from_config_file(args.model_config_file, path_map, args.model_config_list_root_dir, **common)
+    if args.model_name and args.model_base_path:
         config = serving_config.single_model_config(args.model_name, args.model_base_path)
-        server = ModelServer(serving_config.model_entries(config, os.getcwd(), path_map), **common)
-    else:
-        raise SystemExit("need --model_config_file, or --model_name and --model_base_path")
+        entries = serving_config.load_model_server_config(config, None, os.getcwd(), path_map, args.model_config_list_root_dir)
+        return ModelServer(entries, root_dir=args.model_config_list_root_dir, path_map=path_map, **common)
+    raise SystemExit("need --model_config_file, or --model_name and --model_base_path")
+
+
+def main(argv=None) -> int:
+    args = build_arg_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        server = build_server(args)
+    except serving_config.ConfigError as error:
+        # tensorflow_model_server's main.cc prints "Failed to start server. Error: <status>".
+        print(f"Failed to start server. Error: {error.code}: {error.tf_message}", flush=True)
+        print(f"  in {error}", file=sys.stderr, flush=True)
+        return 1
     server.start()
     if args.port_file:
         with open(args.port_file + ".tmp", "w") as handle:

@@ -16,7 +16,7 @@ def train_tiny_baseline(images: np.ndarray, targets: np.ndarray, classes=7, seed
     ``classes``: class names, or their number."""
     spec = spec or get_model_entry("baseline").input_spec
     keras.utils.set_random_seed(seed)
-    model = build_model("baseline", classes, spec, widths=widths)
+    model = build_model("baseline", classes, spec, dataset="fer2013", widths=widths)
     model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="sparse_categorical_crossentropy")
     model.fit(eval_inputs(images, spec), targets, batch_size=64, epochs=epochs, verbose=0, shuffle=True)
     return model, spec

@@ -14,6 +14,7 @@ from fer_keras import voting
 from fer_keras.export import METADATA_ASSET, export_ensemble
 from fer_spec import InputSpec
 from fer_keras.inference import predict_scores
+from fer_keras.saving import save_model
 from tests.tiny_models import train_tiny_baseline
 
 
@@ -127,7 +128,7 @@ def test_ensemble_savedmodel_votes_match_numpy(members, fer_data, tmp_path):
 
     meta = json.loads((pathlib.Path(path) / "assets" / METADATA_ASSET).read_text())
     assert meta["default_vote"] == "noi" and (meta["alpha"], meta["beta"]) == (1.9, 1.0)
-    assert [m["input_height"] for m in meta["members"]] == [44, 44, 40]
+    assert [m["model_spec"]["input_spec"]["image_size"][0] for m in meta["members"]] == [44, 44, 40]
     signature_meta = loaded.signatures["metadata"](unused=tf.constant(0))
     assert json.loads(signature_meta["metadata_json"].numpy()) == meta
 
@@ -140,7 +141,7 @@ def test_cli_exports_ensemble(members, tmp_path):
     paths = []
     for k, model in enumerate(models[:2]):
         paths.append(tmp_path / f"member{k}.keras")
-        model.save(paths[-1])
+        save_model(model, str(paths[-1]))
     repo = pathlib.Path(__file__).resolve().parents[2]
     command = [sys.executable, "-m", "fer_keras.export", "--ensemble=" + ",".join(map(str, paths)), f"--export_dir={tmp_path / 'exports'}", "--name=t2v_pair",
                "--default_vote=bagging", "--alpha=2.0", "--beta=0.5"]
@@ -148,5 +149,5 @@ def test_cli_exports_ensemble(members, tmp_path):
     assert result.returncode == 0, result.stderr[-3000:]
     assert "serving_default = bagging" in result.stdout
     meta = json.loads((tmp_path / "exports" / "t2v_pair" / "1" / "assets" / METADATA_ASSET).read_text())
-    assert (meta["default_vote"], meta["alpha"], meta["beta"], meta["class_names"][0]) == ("bagging", 2.0, 0.5, "a")
+    assert (meta["default_vote"], meta["alpha"], meta["beta"], meta["class_names"][0]) == ("bagging", 2.0, 0.5, "angry")
     assert len(meta["source_models"]) == 2

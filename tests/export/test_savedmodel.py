@@ -16,7 +16,7 @@ import tensorflow as tf
 from fer_keras.export import METADATA_ASSET, export_model
 from fer_keras.registry import build_model
 from fer_keras.inference import predict_scores
-from fer_keras.saving import model_spec
+from fer_keras.saving import model_spec, save_model
 from pipelines.datasets import load_arrays, open_dataset
 
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # the adapter's (Kaggle) order
@@ -232,8 +232,7 @@ def test_cli_exports_savedmodel(exported, tmp_path):
     model, _ = exported
     model_path = tmp_path / "run" / "best.keras"
     model_path.parent.mkdir()
-    model.save(model_path)
-    (model_path.parent / "run.json").write_text(json.dumps({"class_names": CLASS_NAMES, "dataset": "fer2013"}))
+    save_model(model, str(model_path))  # class names and data set travel inside the file
     result = subprocess.run(
         [sys.executable, "-m", "fer_keras.export", f"--model_path={model_path}", f"--export_dir={tmp_path / 'exports'}", "--name=cli", "--version=3"],
         capture_output=True, text=True, timeout=600, cwd=pathlib.Path(__file__).resolve().parents[2],

@@ -21,7 +21,7 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def test_evaluate_cli_writes_report_matching_a_recount(fer2013_dir, tmp_path):
     keras.utils.set_random_seed(1)
-    model = build_model("baseline", 7)
+    model = build_model("baseline", ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"))
     model_path = tmp_path / "model.keras"
     save_model(model, str(model_path))
     env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")

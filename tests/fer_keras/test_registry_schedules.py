@@ -21,7 +21,7 @@ def test_duplicate_registration_fails():
 
 
 def test_baseline_builds_with_named_input_and_probabilities():
-    model = registry.build_model("baseline", num_classes=7)
+    model = registry.build_model("baseline", 7)
     x = np.random.default_rng(0).random((2, 44, 44, 1)).astype("float32")
     y = model({"face": x}, training=False)
     assert tuple(y.shape) == (2, 7)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines import faces, regions
+from fer_spec import geometry
+from pipelines import faces
 
 # Faces MTCNN finds at the default min_confidence=0.9 (measured, mtcnn 1.0.0 on CPU) and
 # the confidence of the one found. fearful_woman_occluded: the 0.98 face is a false
@@ -163,7 +164,7 @@ def test_warp_puts_image_content_where_the_returned_landmarks_say(photos):
 
 def test_alignment_puts_landmarks_on_template_and_regions(photo_faces, photos):
     size = 112
-    target = regions.template_points(size)
+    target = geometry.template_points(size)
     eye_errors = []
     for name in PHOTO_FACES:
         face = photo_faces[name][0]
@@ -176,8 +177,8 @@ def test_alignment_puts_landmarks_on_template_and_regions(photo_faces, photos):
         assert errors[:2].max() <= (1.5 if name in FRONTAL else 4.5), (name, errors)
         assert errors.max() <= 12.0, (name, errors)
         for region in ("eyes", "mouth"):
-            y0, x0, y1, x1 = regions.box_to_pixels(regions.REGION_BOXES[region], size)
-            for x, y in moved[list(regions.REGION_LANDMARKS[region])]:
+            y0, x0, y1, x1 = geometry.box_to_pixels(geometry.REGION_BOXES[region], size)
+            for x, y in moved[list(geometry.REGION_LANDMARKS[region])]:
                 assert x0 <= x <= x1 and y0 <= y <= y1, (name, region, x, y)
     assert np.mean(eye_errors) <= 3.0
 
@@ -194,7 +195,7 @@ def test_preprocessor_assume_aligned_and_skip(detector, fer_images, photos):
     flat = results[len(fer_images)]
     assert not flat.detected and flat.confidence == 0.0
     np.testing.assert_array_equal(flat.face[:, :, 0], blank)
-    np.testing.assert_allclose(flat.landmarks, regions.template_points(48))
+    np.testing.assert_allclose(flat.landmarks, geometry.template_points(48))
     assert results[-1].detected and results[-1].confidence > 0.9
     detected = sum(r.detected for r in results)
     assert prep.stats.total == len(results) and prep.stats.detected == detected

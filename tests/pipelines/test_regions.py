@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+from fer_spec import geometry
 from pipelines import regions
 
 
 def test_template_is_mtcnn_ordered_inside_unit_square_with_margin():
-    t = regions.TEMPLATE_5
+    t = geometry.TEMPLATE_5
     assert t.shape == (5, 2) and t.dtype == np.float32
     left_eye, right_eye, nose, mouth_left, mouth_right = t
     assert left_eye[0] < nose[0] < right_eye[0]
@@ -25,16 +26,16 @@ def test_template_is_mtcnn_ordered_inside_unit_square_with_margin():
 
 
 def test_template_points_scale_to_pixel_centres():
-    np.testing.assert_allclose(regions.template_points(112), regions.TEMPLATE_5 * 111, rtol=1e-6)
-    np.testing.assert_allclose(regions.template_points((48, 64))[:, 0], regions.TEMPLATE_5[:, 0] * 63, rtol=1e-6)
+    np.testing.assert_allclose(geometry.template_points(112), geometry.TEMPLATE_5 * 111, rtol=1e-6)
+    np.testing.assert_allclose(geometry.template_points((48, 64))[:, 0], geometry.TEMPLATE_5[:, 0] * 63, rtol=1e-6)
 
 
 @pytest.mark.parametrize("region", ["eyes", "mouth"])
 def test_region_boxes_contain_their_landmarks_with_margin(region):
-    y0, x0, y1, x1 = regions.REGION_BOXES[region]
+    y0, x0, y1, x1 = geometry.REGION_BOXES[region]
     assert 0.0 <= y0 < y1 <= 1.0 and 0.0 <= x0 < x1 <= 1.0
-    for i in regions.REGION_LANDMARKS[region]:
-        x, y = regions.TEMPLATE_5[i]
+    for i in geometry.REGION_LANDMARKS[region]:
+        x, y = geometry.TEMPLATE_5[i]
         assert x0 + 0.1 <= x <= x1 - 0.1
         assert y0 + 0.1 <= y <= y1 - 0.1 or (region == "mouth" and y0 + 0.1 <= y <= y1)
 
@@ -62,7 +63,7 @@ def test_crop_regions_equals_numpy_slice_for_pixel_aligned_box():
     out = regions.crop_regions(faces, {"eyes": (r1 - r0 + 1, c1 - c0 + 1)}, boxes={"eyes": box})["eyes"]
     np.testing.assert_allclose(out.numpy(), faces[:, r0 : r1 + 1, c0 : c1 + 1].astype(np.float32), atol=1e-3)
     # And the real eye box at 48 px is the slice of its rounded pixel box, up to bilinear blending.
-    y0, x0, y1, x1 = (int(round(v)) for v in regions.box_to_pixels(regions.REGION_BOXES["eyes"], 48))
+    y0, x0, y1, x1 = (int(round(v)) for v in geometry.box_to_pixels(geometry.REGION_BOXES["eyes"], 48))
     smooth = np.tile(np.linspace(0, 255, 48, dtype=np.float32)[None, :, None, None], (1, 1, 48, 1)).transpose(0, 2, 1, 3)
     eyes = regions.crop_regions(smooth, {"eyes": (y1 - y0 + 1, x1 - x0 + 1)})["eyes"].numpy()
     np.testing.assert_allclose(eyes, smooth[:, y0 : y1 + 1, x0 : x1 + 1], atol=255 / 47)
@@ -108,7 +109,7 @@ def test_crop_regions_rejects_unknown_region_and_unbatched_input():
 def test_crop_regions_equals_tf_crop_and_resize(size):
     """The gather-based sampling reproduces CropAndResize (which TFLite cannot run) exactly."""
     faces = np.random.default_rng(0).uniform(0, 255, size=(3, 48, 48, 1)).astype(np.float32)
-    for name, box in regions.REGION_BOXES.items():
+    for name, box in geometry.REGION_BOXES.items():
         ours = regions.crop_regions(faces, {name: size})[name].numpy()
         reference = tf.image.crop_and_resize(faces, [box] * 3, [0, 1, 2], size, method="bilinear").numpy()
         np.testing.assert_allclose(ours, reference, rtol=1e-5, atol=1e-3)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import pathlib
+import re
 import subprocess
 import sys
 
@@ -64,7 +65,8 @@ def test_compose_flags_match_the_shipped_labels():
     compose = (SERVING / "docker-compose.yml").read_text()
     config = serving_config.read_model_server_config(SERVING / "models.config")
     has_labels = any(model.version_labels for model in config.model_config_list.config)
-    assert has_labels == ("--allow_version_labels_for_unavailable_models" in compose)
+    flag = re.search(r"^\s*-\s*--allow_version_labels_for_unavailable_models(=true)?\s*$", compose, re.M)
+    assert has_labels == bool(flag)
 
 
 def test_the_previous_ensemble_entry_is_refused(tmp_path):

@@ -99,6 +99,12 @@ def test_readme_documents_the_image_tag():
     assert f"tensorflow/serving:{IMAGE_TAG}" in readme and "-gpu" in readme
 
 
+def test_readme_says_serving_default_expects_aligned_face_crops():
+    readme = " ".join((SERVING / "README.md").read_text().split())
+    assert "`serving_default` expects each image to be an ALIGNED face crop" in readme
+    assert "fer_keras.Recognizer" in readme and "pipelines.faces" in readme
+
+
 def test_versions_layout_and_policies(tmp_path):
     for name in ("1", "7", "12"):
         (tmp_path / name).mkdir()

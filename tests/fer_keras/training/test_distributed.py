@@ -38,7 +38,6 @@ def _free_port():
         return s.getsockname()[1]
 
 
-@pytest.mark.slow
 def test_mirrored_two_devices_follows_the_single_device_loss_curve(fer2013_dir, tmp_path):
     single = _run(["default", str(fer2013_dir), str(tmp_path / "single")])
     mirrored = _run(["mirrored", str(fer2013_dir), str(tmp_path / "mirrored"), "2"])
@@ -54,7 +53,6 @@ def test_mirrored_two_devices_follows_the_single_device_loss_curve(fer2013_dir, 
     np.testing.assert_allclose(mirrored_centers, single_centers, atol=0.05)
 
 
-@pytest.mark.slow
 def test_multi_worker_two_processes_on_localhost(fer2013_dir, tmp_path):
     ports = [_free_port(), _free_port()]
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}

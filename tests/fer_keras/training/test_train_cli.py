@@ -56,7 +56,6 @@ def test_real_fer2013_subset_loss_falls_and_accuracy_beats_chance(fer2013_dir, t
     assert report["mean_class_accuracy"] > 0.18, report["mean_class_accuracy"]
 
 
-@pytest.mark.slow
 def test_sigkill_then_resume_continues_from_the_checkpoint(fer2013_dir, tmp_path):
     run = tmp_path / "resume"
     args = ["--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=1280", "--epochs=3", "--batch_size=32", "--checkpoint_every=8", f"--output_dir={run}"]
@@ -86,3 +85,21 @@ def test_existing_run_without_resume_and_unknown_model_are_refused(tmp_path):
     assert proc.returncode != 0 and "Known models: baseline" in proc.stderr
     proc = _train("--dataset=fer2013", f"--output_dir={tmp_path / 'y'}")
     assert proc.returncode != 0 and "needs --data_dir" in proc.stderr
+    proc = _train("--model_options=width=3", f"--output_dir={tmp_path / 'z'}")
+    assert proc.returncode != 0 and "Unknown model option(s) ['width']" in proc.stderr and "widths" in proc.stderr
+    proc = _train("--model=mrcar", "--objective_options=margin=0.2", f"--output_dir={tmp_path / 'w'}")
+    assert proc.returncode != 0 and "Unknown objective option(s) ['margin']" in proc.stderr and "label_smoothing" in proc.stderr
+
+
+def test_ferplus_soft_labels_and_jaffe_like_sets_train_from_the_cli(ferplus_dir, tmp_path):
+    """FER+ with the vote distribution as target (validation on the majority vote), and a
+    model saved by it carries the 8 FER+ classes."""
+    run = tmp_path / "ferplus"
+    proc = _train("--dataset=ferplus", f"--data_dir={ferplus_dir}", "--label_mode=crossentropy", "--limit=640", "--epochs=1", f"--output_dir={run}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert "(distribution targets)" in proc.stdout
+    from fer_keras.saving import read_spec
+
+    spec = read_spec(str(run / "best.keras"))
+    assert spec.class_names == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt") and spec.dataset == "ferplus"
+    assert json.loads((run / "run.json").read_text())["label_mode"] == "crossentropy"

@@ -8,6 +8,14 @@ import dataclasses
 NORMALIZATIONS = ("unit",)
 
 
+def check_fields(cls, data: dict, what: str) -> None:
+    """Raise ``ValueError`` naming the keys of ``data`` that are no field of dataclass ``cls``."""
+    known = {field.name for field in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ValueError(f"Unknown {what} field(s) {unknown}. Known: {sorted(known)}")
+
+
 @dataclasses.dataclass(frozen=True)
 class InputSpec:
     """Input contract of a model.
@@ -60,10 +68,7 @@ class InputSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "InputSpec":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown input spec field(s) {unknown}. Known: {sorted(known)}")
+        check_fields(cls, data, "input spec")
         return cls(
             image_size=tuple(int(v) for v in data["image_size"]),
             source_size=tuple(int(v) for v in data["source_size"]),

@@ -6,7 +6,7 @@ import dataclasses
 import json
 from typing import Any
 
-from fer_spec.input_spec import InputSpec
+from fer_spec.input_spec import InputSpec, check_fields
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,10 +61,7 @@ class ModelSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
-        known = {field.name for field in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise ValueError(f"Unknown model spec field(s) {unknown}. Known: {sorted(known)}")
+        check_fields(cls, data, "model spec")
         return cls(
             architecture=data["architecture"],
             input_spec=InputSpec.from_dict(data["input_spec"]),

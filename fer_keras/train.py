@@ -38,6 +38,7 @@ flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the prese
 flags.DEFINE_enum("optimizer", None, OPTIMIZERS, "Optimiser (overrides the preset).")
 flags.DEFINE_float("learning_rate", None, "Base learning rate (overrides the preset).")
 flags.DEFINE_float("momentum", None, "SGD momentum.")
+flags.DEFINE_bool("nesterov", None, "SGD with Nesterov momentum (overrides the preset).")
 flags.DEFINE_float("weight_decay", None, "Decoupled weight decay.")
 flags.DEFINE_enum("lr_schedule", None, SCHEDULES, "Learning-rate schedule (overrides the preset).")
 flags.DEFINE_integer("lr_decay_start", None, "step schedule: first epoch (0-based) of decay.")
@@ -65,7 +66,7 @@ DEMO_NOTICE = (
 def _settings_from_flags(preset_settings: dict) -> dict:
     """The preset's settings, overridden by every flag the user set."""
     settings = dict(preset_settings)
-    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor"):
+    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor"):
         value = getattr(FLAGS, name)
         if value is not None:
             settings[name] = value

@@ -54,6 +54,7 @@ class LoopConfig:
     optimizer: str = "adam"
     learning_rate: float = 1e-3
     momentum: float = 0.9
+    nesterov: bool = False
     weight_decay: float = 0.0
     lr_schedule: str = "cosine"
     lr_decay_start: int = 0
@@ -96,7 +97,7 @@ class Trainer:
         with strategy.scope():
             self.model = build_fn()
             self.objective = objective_fn(self.model)
-            self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, config.weight_decay)
+            self.optimizer = make_optimizer(config.optimizer, config.learning_rate, config.momentum, config.weight_decay, config.nesterov)
             self.optimizer.build(self.model.trainable_variables)
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")

@@ -30,9 +30,13 @@ def learning_rate_at(epoch: int, base: float, schedule: str, epochs: int, decay_
     raise ValueError(f"Unknown lr_schedule {schedule!r}. Expected one of {SCHEDULES}.")
 
 
-def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0) -> keras.optimizers.Optimizer:
+def make_optimizer(name: str, learning_rate: float, momentum: float = 0.9, weight_decay: float = 0.0, nesterov: bool = False) -> keras.optimizers.Optimizer:
+    """An optimiser by name; ``nesterov`` applies to ``sgd`` only (Khaireddin & Chen 2021's
+    best FER2013 optimiser is SGD with Nesterov momentum)."""
+    if nesterov and name != "sgd":
+        raise ValueError(f"nesterov applies to the sgd optimizer only. Received: optimizer={name!r}")
     if name == "sgd":
-        return keras.optimizers.SGD(learning_rate, momentum=momentum, weight_decay=weight_decay or None)
+        return keras.optimizers.SGD(learning_rate, momentum=momentum, nesterov=nesterov, weight_decay=weight_decay or None)
     if name == "adam":
         return keras.optimizers.Adam(learning_rate, weight_decay=weight_decay or None)
     if name == "adamw":

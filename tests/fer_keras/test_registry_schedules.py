@@ -43,3 +43,6 @@ def test_cosine_schedule_and_errors():
         learning_rate_at(0, 1.0, "linear", 10)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer("rmsprop", 0.1)
+    assert make_optimizer("sgd", 0.1, nesterov=True).nesterov and not make_optimizer("sgd", 0.1).nesterov
+    with pytest.raises(ValueError, match="nesterov"):
+        make_optimizer("adam", 0.1, nesterov=True)

@@ -19,13 +19,17 @@ from pipelines.input import eval_inputs, ten_crop_inputs
 
 
 def inference_output(outputs, spec: ModelSpec) -> tf.Tensor:
-    """The class probabilities among a model's outputs: the output itself, or the entry
-    ``spec.output`` of a dict of outputs (the others serve training losses only)."""
+    """The class probabilities among a model's outputs (the output itself, or the entry
+    ``spec.output`` of a dict of outputs; the others serve training losses only), calibrated
+    with ``spec.temperature``: ``softmax(log p / T)``, the same ranking."""
     if isinstance(outputs, dict):
         if spec.output not in outputs:
             raise ValueError(f"The model returned outputs {sorted(outputs)}; its spec names {spec.output!r} as the inference output.")
         outputs = outputs[spec.output]
-    return tf.cast(outputs, tf.float32)
+    probabilities = tf.cast(outputs, tf.float32)
+    if spec.temperature == 1.0:
+        return probabilities
+    return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / spec.temperature, axis=-1)
 
 
 def forward(model: keras.Model, inputs: dict, spec: ModelSpec) -> tf.Tensor:

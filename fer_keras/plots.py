@@ -151,3 +151,25 @@ def plot_history(history: Mapping[str, Sequence[float]], path: str | os.PathLike
         figure.suptitle(title)
     figure.tight_layout()
     return _save_atomically(figure, path)
+
+
+def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: str | os.PathLike, bins: int = 15, title: str | None = None) -> str:
+    """Reliability diagram: accuracy against mean top-1 confidence per confidence bin, one line
+    per ``{label: (probabilities [N, K], labels [N])}``, the diagonal for reference."""
+    figure = _new_figure(5.0, 5.0)
+    axes = figure.add_subplot(1, 1, 1)
+    axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
+    for name, (probabilities, labels) in curves.items():
+        confidence = probabilities.max(axis=1)
+        correct = probabilities.argmax(axis=1) == labels
+        index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
+        used = [b for b in range(bins) if np.any(index == b)]
+        axes.plot([confidence[index == b].mean() for b in used], [correct[index == b].mean() for b in used], marker="o", label=name)
+    axes.set_xlim(0, 1)
+    axes.set_ylim(0, 1)
+    axes.set_xlabel("mean confidence (top-1 probability)")
+    axes.set_ylabel("accuracy")
+    axes.set_title(title or "Reliability")
+    axes.legend(loc="upper left", fontsize=8)
+    figure.tight_layout()
+    return _save_atomically(figure, path)

@@ -25,6 +25,8 @@ class ModelSpec:
         dataset: str. Data set it was trained on ("" when unknown).
         output: str. Name of the inference output when the model returns a dict of
             outputs (auxiliary outputs such as an embedding are for training losses only).
+        temperature: float. Calibration temperature ``T`` (Guo et al. 2017): scoring returns
+            ``softmax(log p / T)`` of the model's probabilities ``p``. 1.0 = as trained.
     """
 
     architecture: str
@@ -34,8 +36,11 @@ class ModelSpec:
     ten_crop: bool = False
     dataset: str = ""
     output: str = "probabilities"
+    temperature: float = 1.0
 
     def __post_init__(self):
+        if not float(self.temperature) > 0:
+            raise ValueError(f"temperature must be positive. Received: temperature={self.temperature}")
         if not self.class_names:
             raise ValueError("class_names must name at least one class.")
         if len(set(self.class_names)) != len(self.class_names):
@@ -57,6 +62,7 @@ class ModelSpec:
             "ten_crop": self.ten_crop,
             "dataset": self.dataset,
             "output": self.output,
+            "temperature": self.temperature,
         }
 
     @classmethod
@@ -70,6 +76,7 @@ class ModelSpec:
             ten_crop=bool(data.get("ten_crop", False)),
             dataset=str(data.get("dataset", "")),
             output=str(data.get("output", "probabilities")),
+            temperature=float(data.get("temperature", 1.0)),
         )
 
     def to_json(self) -> str:

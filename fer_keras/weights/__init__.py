@@ -56,6 +56,15 @@ def model_card(name: str) -> dict:
         return json.load(f)
 
 
+def write_card(name: str, card: dict, output_dir: str = WEIGHTS_DIR) -> str:
+    """Write ``<output_dir>/<name>.json`` atomically; returns its path."""
+    path = os.path.join(output_dir, f"{name}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(card, f, indent=2)
+    os.replace(path + ".tmp", path)
+    return path
+
+
 def load_pretrained(name: str):
     """Load the shipped model ``name`` (float32 variables) with ``safe_mode=True``, offline.
 

@@ -147,9 +147,7 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
             "date": datetime.date.today().isoformat(),
         },
     }
-    with open(os.path.join(output_dir, f"{name}.json.tmp"), "w") as f:
-        json.dump(card, f, indent=2)
-    os.replace(os.path.join(output_dir, f"{name}.json.tmp"), os.path.join(output_dir, f"{name}.json"))
+    weights.write_card(name, card, output_dir)
     return card
 
 

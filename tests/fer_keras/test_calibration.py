@@ -1,0 +1,83 @@
+"""Temperature scaling: fitted correctly, stored with the model, applied by Keras scoring,
+the SavedModel and TFLite alike; the calibrate CLI on real validation images."""
+
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from fer_keras import weights
+from fer_keras.calibration import apply_temperature, expected_calibration_error, fit_temperature, negative_log_likelihood
+from fer_keras.inference import predict_scores
+from fer_keras.saving import attach_spec, load_model, model_spec, save_model
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def test_fit_recovers_the_temperature_of_overconfident_scores():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(scale=2.0, size=(20000, 7))
+    true = apply_temperature(np.exp(logits), 1.0)
+    labels = np.array([rng.choice(7, p=p) for p in true])
+    overconfident = apply_temperature(true, 1 / 2.5)  # softmax(2.5 * logits)
+    assert fit_temperature(overconfident, labels) == pytest.approx(2.5, rel=0.05)
+    assert negative_log_likelihood(apply_temperature(overconfident, 2.5), labels) < negative_log_likelihood(overconfident, labels)
+
+
+def test_ece_matches_a_hand_count():
+    p = np.array([[0.95, 0.05], [0.95, 0.05], [0.55, 0.45], [0.3, 0.7]])
+    labels = np.array([0, 1, 0, 1])
+    # bins of width 1/15: {0.95, 0.95} -> acc 0.5, conf 0.95; {0.55} -> 1 vs 0.55; {0.7} -> 1 vs 0.7
+    expected = 0.5 * 0.45 + 0.25 * 0.45 + 0.25 * 0.3
+    assert expected_calibration_error(p, labels, bins=15) == pytest.approx(expected)
+
+
+@pytest.fixture(scope="module")
+def calibrated_baseline(tmp_path_factory):
+    model = weights.load_pretrained("baseline-fer2013")
+    attach_spec(model, model_spec(model).replace(temperature=2.0))
+    return load_model(save_model(model, str(tmp_path_factory.mktemp("cal") / "calibrated.keras")))
+
+
+def test_temperature_travels_with_the_model_and_is_applied(calibrated_baseline, fer_val_subset):
+    assert model_spec(calibrated_baseline).temperature == 2.0
+    raw_model = weights.load_pretrained("baseline-fer2013")
+    images = fer_val_subset.images[:64]
+    raw = predict_scores(raw_model, images)
+    calibrated = predict_scores(calibrated_baseline, images)
+    np.testing.assert_allclose(calibrated, apply_temperature(raw, 2.0), atol=1e-5)
+    np.testing.assert_array_equal(calibrated.argmax(1), raw.argmax(1))
+    assert calibrated.max(1).mean() < raw.max(1).mean()
+
+
+def test_savedmodel_and_tflite_give_the_calibrated_probabilities(calibrated_baseline, fer_val_subset, tmp_path):
+    from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
+
+    images = fer_val_subset.images[:32]
+    expected = predict_scores(calibrated_baseline, images)
+    path = export_model(calibrated_baseline, str(tmp_path), "calibrated")
+    served = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(images))["probabilities"].numpy()
+    np.testing.assert_allclose(served, expected, atol=1e-5)
+    metadata = json.loads((pathlib.Path(path) / "assets" / "fer_keras_metadata.json").read_text())
+    assert metadata["model_spec"]["temperature"] == 2.0
+    tflite = convert_saved_model(path, str(tmp_path / "calibrated.tflite"), "none")
+    np.testing.assert_allclose(predict_tflite(make_interpreter(tflite.path), images), expected, atol=1e-4)
+
+
+def test_calibrate_cli_fits_on_one_half_and_reports_on_the_other(fer2013_dir, tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    output = tmp_path / "mrcar-calibrated.keras"
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.calibrate", f"--model_path={weights.weights_path('mrcar-fer2013')}", f"--data_dir={fer2013_dir}", "--limit=600", f"--output={output}"],
+                          env=env, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = json.loads((tmp_path / "mrcar-calibrated-calibration.json").read_text())
+    assert report["fitted_on"] == 300 and report["num_examples"] == 300 and report["bins"] == 15
+    # MrCAR's ArcFace probabilities are under-confident (s = 16): T < 1 sharpens them.
+    assert report["temperature"] < 1.0 and report["ece_after"] < report["ece_before"] and report["nll_after"] < report["nll_before"]
+    assert model_spec(load_model(str(output))).temperature == pytest.approx(report["temperature"])
+    assert (tmp_path / "mrcar-calibrated-reliability.png").read_bytes()[:4] == b"\x89PNG"

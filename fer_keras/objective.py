@@ -15,6 +15,9 @@ strategies:
 - a per-batch random choice between losses (``LossChoice``, FAML's multi-loss): one draw
   per global batch, made by the loop from ``(seed, step)`` so every replica and a resumed
   run make the same choice; the batch's loss is exactly one of the alternatives;
+- losses that change with training progress (``ContextLoss``, e.g. an ArcFace margin that
+  grows from 0 over the first epochs): the loop passes a ``Context`` with the draw and the
+  fractional epoch;
 - losses with state of their own that the optimiser does not update (``StatefulLoss``,
   e.g. ``fer_keras.losses.CenterLoss``: class centres moved by a rule). The loop sums
   their update statistics over replicas and applies them after the optimiser step, so
@@ -62,6 +65,26 @@ class Targets:
         return cls(ops.cast(ops.argmax(values, axis=-1), "int32"), values, kind)
 
 
+@dataclasses.dataclass
+class Context:
+    """What the loop tells context-dependent losses about the current batch.
+
+    Attributes:
+        draw: float32 scalar, uniform in [0, 1), one per global batch (same on every replica).
+        epoch: float32 scalar, training progress in epochs (``epoch + step / steps``, 0-based).
+    """
+
+    draw: Any = 0.0
+    epoch: Any = 0.0
+
+
+class ContextLoss:
+    """Base of term losses that read the ``Context``: ``__call__(targets, output, context)``."""
+
+    def __call__(self, targets: "Targets", output, context: Context):
+        raise NotImplementedError
+
+
 class Term:
     """One loss on one model output, with its weight.
 
@@ -77,23 +100,23 @@ class Term:
         self.name, self.loss, self.output, self.weight = name, loss, output, float(weight)
         self.target_kinds = tuple(target_kinds)
 
-    def per_example(self, targets: Targets, outputs: dict, draw) -> Any:
-        if isinstance(self.loss, LossChoice):
-            return self.loss(targets, outputs[self.output], draw)
+    def per_example(self, targets: Targets, outputs: dict, context: Context) -> Any:
+        if isinstance(self.loss, ContextLoss):
+            return self.loss(targets, outputs[self.output], context)
         if isinstance(self.loss, StatefulLoss):
             # Straight to ``call``: Layer.__call__ accepts only tensors positionally.
             return self.loss.call(targets, outputs[self.output])
         return self.loss(targets, outputs[self.output])
 
 
-class LossChoice:
+class LossChoice(ContextLoss):
     """A random choice between losses, drawn once per batch (not a weighted sum).
 
     Args:
         options: sequence of ``(probability, loss)``; probabilities sum to 1.
 
-    The loop provides ``draw``, one uniform number in [0, 1) per global batch; the batch
-    uses the first option whose cumulative probability exceeds it.
+    The loop provides ``context.draw``, one uniform number in [0, 1) per global batch; the
+    batch uses the first option whose cumulative probability exceeds it.
     """
 
     def __init__(self, options: Sequence[tuple[float, Callable]]):
@@ -111,8 +134,8 @@ class LossChoice:
             index = ops.where(ops.logical_and(index == i, draw >= cumulative), i + 1, index)
         return index
 
-    def __call__(self, targets: Targets, output, draw):
-        index = self.index(draw)
+    def __call__(self, targets: Targets, output, context: Context):
+        index = self.index(context.draw)
         result = self.options[-1][1](targets, output)
         for i in range(len(self.options) - 2, -1, -1):
             result = ops.where(index == i, self.options[i][1](targets, output), result)
@@ -170,13 +193,14 @@ class Objective:
             if kind not in term.target_kinds:
                 raise ValueError(f"Loss term {term.name!r} needs targets of kind {term.target_kinds}; the data gives {kind!r}.")
 
-    def __call__(self, targets: Targets, outputs, draw=0.0):
+    def __call__(self, targets: Targets, outputs, context: Context | None = None):
         """``(total [B], {term name: [B]})``: the weighted sum and each term's per-example loss."""
+        context = context or Context()
         outputs = outputs if isinstance(outputs, dict) else {"probabilities": outputs}
         missing = [name for name in self.outputs if name not in outputs]
         if missing:
             raise ValueError(f"The objective reads outputs {missing}, but the model returns {sorted(outputs)}.")
-        values = {term.name: ops.cast(term.per_example(targets, outputs, draw), "float32") for term in self.terms}
+        values = {term.name: ops.cast(term.per_example(targets, outputs, context), "float32") for term in self.terms}
         total = sum(term.weight * values[term.name] for term in self.terms)
         return total, values
 

@@ -44,6 +44,8 @@ flags.DEFINE_enum("lr_schedule", None, SCHEDULES, "Learning-rate schedule (overr
 flags.DEFINE_integer("lr_decay_start", None, "step schedule: first epoch (0-based) of decay.")
 flags.DEFINE_integer("lr_decay_every", None, "step schedule: epochs between decays.")
 flags.DEFINE_float("lr_decay_factor", None, "step schedule: multiplier per decay.")
+flags.DEFINE_integer("warmup_epochs", None, "Epochs of linear learning-rate warm-up before the schedule (overrides the preset).")
+flags.DEFINE_float("erase_probability", None, "Random erasing (Zhong et al. 2020): probability per training image of zeroing a random rectangle.")
 flags.DEFINE_bool("oversample", False, "Class-balanced resampling of the training set each epoch.")
 flags.DEFINE_bool("class_weighting", False, "Weight the loss by inverse class frequency.")
 flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation in the final evaluation (on by default where the preset says so).")
@@ -66,7 +68,7 @@ DEMO_NOTICE = (
 def _settings_from_flags(preset_settings: dict) -> dict:
     """The preset's settings, overridden by every flag the user set."""
     settings = dict(preset_settings)
-    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor"):
+    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs"):
         value = getattr(FLAGS, name)
         if value is not None:
             settings[name] = value
@@ -98,6 +100,20 @@ def _loop_setting_names() -> list[str]:
 
     cli_owned = {"seed", "oversample", "class_weighting", "checkpoint_every", "jit_compile", "verbose"}
     return [field.name for field in dataclasses.fields(LoopConfig) if field.name not in cli_owned]
+
+
+def _augmentation(settings: dict):
+    """The preset's ``augmentation`` (a dict of ``pipelines.input.Augmentation`` fields) with
+    ``--erase_probability`` applied."""
+    from pipelines.input import Augmentation
+
+    fields = dict(settings.get("augmentation", {}))
+    if FLAGS.erase_probability is not None:
+        fields["erase_probability"] = FLAGS.erase_probability
+    try:
+        return Augmentation(**fields)
+    except TypeError as error:
+        raise app.UsageError(f"Unknown augmentation field in {sorted(fields)}: {error}. Known: {sorted(f.name for f in dataclasses.fields(Augmentation))}") from None
 
 
 def _check_settings(settings: dict, known: list[str]) -> None:
@@ -181,7 +197,7 @@ def main(argv):
     class_names = tuple(train.class_names)
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images ({train.target_kind} targets), {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
-    config = LoopConfig(**settings, seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
+    config = LoopConfig(**dict(settings, augmentation=_augmentation(settings)), seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
     ten_crop = FLAGS.ten_crop or preset.ten_crop
     trainer = Trainer(
         lambda: build_model(FLAGS.model, class_names, spec, ten_crop=ten_crop, dataset=FLAGS.dataset, **model_options),

@@ -25,7 +25,7 @@ def additive_angular_margin(cosine, labels, scale, margin, easy_margin=False, ep
         cosine: ``[B, K]`` float tensor of ``cos(theta_j)``.
         labels: ``[B]`` (or ``[B, 1]``) integer class ids.
         scale: float. ``s``.
-        margin: float. ``m`` in radians.
+        margin: float, or a float32 scalar tensor (a margin schedule). ``m`` in radians.
         easy_margin: bool. See above.
         epsilon: float. Floor of ``sin^2``.
 
@@ -37,11 +37,12 @@ def additive_angular_margin(cosine, labels, scale, margin, easy_margin=False, ep
     labels = ops.reshape(ops.cast(labels, "int32"), (-1,))
     one_hot = ops.cast(ops.one_hot(labels, num_classes), "bool")
     sine = ops.sqrt(ops.maximum(1.0 - ops.square(cosine), epsilon))
-    penalised = cosine * math.cos(margin) - sine * math.sin(margin)
+    trig = math if isinstance(margin, (int, float)) else ops
+    penalised = cosine * trig.cos(margin) - sine * trig.sin(margin)
     if easy_margin:
         penalised = ops.where(cosine > 0.0, penalised, cosine)
     else:
-        penalised = ops.where(cosine > math.cos(math.pi - margin), penalised, cosine - margin * math.sin(margin))
+        penalised = ops.where(cosine > trig.cos(math.pi - margin), penalised, cosine - margin * trig.sin(margin))
     return scale * ops.where(one_hot, penalised, cosine)
 
 

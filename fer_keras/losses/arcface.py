@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 
 from fer_keras.layers.arcface import additive_angular_margin
+from fer_keras.objective import Context, ContextLoss
 from fer_keras.serialization import register
 
 
@@ -74,3 +75,31 @@ class ArcFaceLoss(keras.losses.Loss):
         config = super().get_config()
         config.update({"scale": self.scale, "margin": self.margin, "easy_margin": self.easy_margin, "epsilon": self.epsilon})
         return config
+
+
+class ArcFaceMarginLoss(ContextLoss):
+    """The ArcFace loss as an objective term on a model's ``cosine`` output, with an optional
+    margin schedule: ``m(e) = m * min(1, e / warmup_epochs)`` at fractional epoch ``e``
+    (a margin that grows from 0, the softmax-then-ArcFace fix for slow convergence reported
+    in InsightFace_TF#42 and NoiseFace#4; ``warmup_epochs=0`` is the fixed margin of Eq. 10).
+
+    Args:
+        scale: float. ``s``.
+        margin: float. Final ``m`` in radians.
+        warmup_epochs: float. Epochs over which the margin grows linearly from 0.
+        easy_margin: bool. Margin only where ``cos > 0``.
+    """
+
+    def __init__(self, scale=16.0, margin=0.5, warmup_epochs=0.0, easy_margin=False):
+        if float(warmup_epochs) < 0:
+            raise ValueError(f"warmup_epochs must be >= 0. Received: warmup_epochs={warmup_epochs}")
+        self.scale, self.margin, self.warmup_epochs, self.easy_margin = float(scale), float(margin), float(warmup_epochs), bool(easy_margin)
+
+    def margin_at(self, epoch):
+        """The margin at fractional epoch ``epoch`` (a float, or a scalar tensor)."""
+        if not self.warmup_epochs:
+            return self.margin
+        return self.margin * keras.ops.minimum(1.0, keras.ops.cast(epoch, "float32") / self.warmup_epochs)
+
+    def __call__(self, targets, cosine, context: Context):
+        return arcface_loss(targets.labels, cosine, self.scale, self.margin_at(context.epoch), self.easy_margin)

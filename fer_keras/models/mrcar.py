@@ -51,7 +51,7 @@ from __future__ import annotations
 import keras
 
 from fer_keras.layers import ArcFace, CARBlock, DSBlock
-from fer_keras.losses.arcface import arcface_loss
+from fer_keras.losses.arcface import ArcFaceMarginLoss
 from fer_keras.objective import Objective, Term
 from fer_keras.registry import Preset, classification_objective, register_model
 from fer_keras.serialization import register
@@ -299,16 +299,17 @@ PRESETS = [
 ]
 
 
-def mrcar_objective(model: MrCAR, target_kind: str, label_smoothing: float = 0.0) -> Objective:
-    """MrCAR's loss: the ArcFace loss of Eq. 10 (``fer_keras.losses.arcface_loss``, scale and
-    margin of the model) on the ``cosine`` output, from class ids; the ``"softmax"`` variant
-    (Table 6, -ALoss) trains with cross-entropy (``label_smoothing`` applies to it only)."""
+def mrcar_objective(model: MrCAR, target_kind: str, label_smoothing: float = 0.0, margin_warmup_epochs: float = 0.0) -> Objective:
+    """MrCAR's loss: the ArcFace loss of Eq. 10 (``fer_keras.losses.ArcFaceMarginLoss``, scale
+    and margin of the model) on the ``cosine`` output, from class ids, the margin optionally
+    growing from 0 over ``margin_warmup_epochs``; the ``"softmax"`` variant (Table 6, -ALoss)
+    trains with cross-entropy (``label_smoothing`` applies to it only)."""
     if model.variant == "softmax":
         return classification_objective(model, target_kind, label_smoothing)
     if label_smoothing:
         raise ValueError(f"label_smoothing applies to the softmax variant only; MrCAR's ArcFace loss takes class ids. Received: label_smoothing={label_smoothing}")
-    scale, margin = model.arcface_scale, model.arcface_margin
-    term = Term("arcface", lambda targets, cosine: arcface_loss(targets.labels, cosine, scale, margin), output="cosine", target_kinds=("labels",))
+    loss = ArcFaceMarginLoss(model.arcface_scale, model.arcface_margin, margin_warmup_epochs)
+    term = Term("arcface", loss, output="cosine", target_kinds=("labels",))
     return Objective([term])
 
 

@@ -15,7 +15,8 @@ continues where the killed one stopped.
 
 The loss is the model's declared objective (``fer_keras.objective``): its terms read the
 model's named outputs (auxiliary ones such as an embedding or ArcFace cosines included),
-a per-batch loss choice draws from ``(seed, step)`` once per global batch, stateful losses
+a per-batch loss choice draws from ``(seed, step)`` once per global batch (the ``Context``
+also carries the fractional epoch for losses that follow training progress), stateful losses
 (class centres) have their update statistics summed over replicas and applied after the
 optimiser step, and their state is part of the checkpoint. Training accuracy is the argmax
 of the inference output (``ModelSpec.output``) in training mode (dropout on).
@@ -36,7 +37,7 @@ import numpy as np
 import tensorflow as tf
 
 from fer_keras.inference import evaluate_arrays, inference_output
-from fer_keras.objective import Objective, Targets
+from fer_keras.objective import Context, Objective, Targets
 from fer_keras.saving import model_spec, save_model
 from fer_keras.training.schedules import learning_rate_at, make_optimizer
 from fer_keras.training.strategy import task_info
@@ -60,6 +61,7 @@ class LoopConfig:
     lr_decay_start: int = 0
     lr_decay_every: int = 1
     lr_decay_factor: float = 0.1
+    warmup_epochs: int = 0
     seed: int = 0
     oversample: bool = False
     class_weighting: bool = False
@@ -122,14 +124,14 @@ class Trainer:
         self.manager.save()
 
     # -- the distributed step ---------------------------------------------------------
-    def make_train_step(self, global_batch: int):
+    def make_train_step(self, global_batch: int, steps_per_epoch: int = 1):
         """The compiled distributed step: ``step(iterator, global_step) -> (loss_sum, correct)``
-        over one global batch."""
+        over one global batch (``global_step / steps_per_epoch`` is the fractional epoch)."""
         model, optimizer, strategy, objective = self.model, self.optimizer, self.strategy, self.objective
         spec, kind, seed = self.model_spec, self.loss_target_kind, self.config.seed
         teacher_spec = model_spec(objective.teacher) if objective.teacher is not None else None
 
-        def replica_step(inputs, targets, weights, draw):
+        def replica_step(inputs, targets, weights, draw, epoch):
             batch_targets = Targets.from_batch(targets, kind)
             if objective.teacher is not None:
                 soft = inference_output(objective.teacher(inputs, training=False), teacher_spec)
@@ -137,7 +139,7 @@ class Trainer:
             with tf.GradientTape() as tape:
                 outputs = model(inputs, training=True)
                 outputs = outputs if isinstance(outputs, dict) else {spec.output: outputs}
-                per_example, _ = objective(batch_targets, outputs, draw)
+                per_example, _ = objective(batch_targets, outputs, Context(draw, epoch))
                 per_example = per_example * weights
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
@@ -159,8 +161,9 @@ class Trainer:
             # One draw per global batch for per-batch loss choices: the same on every replica
             # and in a resumed run.
             draw = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), global_step]))
+            epoch = tf.cast(global_step, tf.float32) / float(steps_per_epoch)
             inputs, targets, weights = next(iterator)
-            loss_sum, correct = strategy.run(compiled_step, args=(inputs, targets, weights, draw))
+            loss_sum, correct = strategy.run(compiled_step, args=(inputs, targets, weights, draw, epoch))
             return strategy.reduce("SUM", loss_sum, axis=None), strategy.reduce("SUM", correct, axis=None)
 
         return train_step
@@ -176,14 +179,14 @@ class Trainer:
         if steps == 0:
             raise ValueError(f"batch_size {global_batch} is larger than the {len(train_images)} training images.")
         weights = input_pipeline.class_weights(train_targets, self.num_classes) if cfg.class_weighting else None
-        train_step = self.make_train_step(global_batch)
+        train_step = self.make_train_step(global_batch, steps)
         history = self._read_history()
         writer = tf.summary.create_file_writer(os.path.join(self.write_dir, "logs")) if self.is_chief else None
 
         while int(self.epoch.numpy()) < cfg.epochs:
             epoch = int(self.epoch.numpy())
             first_step = int(self.step_in_epoch.numpy())
-            lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor)
+            lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor, cfg.warmup_epochs)
             self.optimizer.learning_rate.assign(lr)
             dataset = input_pipeline.train_dataset(train_images, train_targets, self.spec, global_batch, epoch=epoch, seed=cfg.seed, augmentation=cfg.augmentation, oversample=cfg.oversample, weights=weights, sample_labels=self.sample_labels)
             dataset = dataset.skip(first_step)

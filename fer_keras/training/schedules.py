@@ -10,13 +10,20 @@ SCHEDULES = ("constant", "step", "cosine")
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
-def learning_rate_at(epoch: int, base: float, schedule: str, epochs: int, decay_start: int = 0, decay_every: int = 1, decay_factor: float = 0.1) -> float:
+def learning_rate_at(epoch: int, base: float, schedule: str, epochs: int, decay_start: int = 0, decay_every: int = 1, decay_factor: float = 0.1, warmup_epochs: int = 0) -> float:
     """Learning rate of ``epoch`` (0-based).
 
     ``step``: ``base * decay_factor ** k`` with ``k = (epoch - decay_start) // decay_every + 1``
     from ``decay_start`` on (MrCAR: x0.9 every 5 epochs after epoch 80); ``cosine``: half
-    cosine from ``base`` to 0 over ``epochs``.
+    cosine from ``base`` to 0 over ``epochs`` (after the warm-up, over the epochs left).
+    ``warmup_epochs``: the first epochs ramp linearly, ``base * (epoch + 1) / (warmup + 1)``.
     """
+    if warmup_epochs < 0:
+        raise ValueError(f"warmup_epochs must be >= 0. Received: warmup_epochs={warmup_epochs}")
+    if epoch < warmup_epochs:
+        return base * (epoch + 1) / (warmup_epochs + 1)
+    if schedule == "cosine":
+        return base * 0.5 * (1.0 + math.cos(math.pi * (epoch - warmup_epochs) / max(epochs - warmup_epochs, 1)))
     if schedule == "constant":
         return base
     if schedule == "step":
@@ -25,8 +32,6 @@ def learning_rate_at(epoch: int, base: float, schedule: str, epochs: int, decay_
         if epoch < decay_start:
             return base
         return base * decay_factor ** ((epoch - decay_start) // decay_every + 1)
-    if schedule == "cosine":
-        return base * 0.5 * (1.0 + math.cos(math.pi * epoch / max(epochs, 1)))
     raise ValueError(f"Unknown lr_schedule {schedule!r}. Expected one of {SCHEDULES}.")
 
 

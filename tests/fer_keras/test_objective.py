@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from fer_keras.losses import CrossEntropy
-from fer_keras.objective import LossChoice, Objective, Targets, Term, call_factory
+from fer_keras.objective import Context, LossChoice, Objective, Targets, Term, call_factory
 from fer_keras.registry import build_model, classification_objective, get_model_entry
 
 P = keras.ops.convert_to_tensor(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32))
@@ -19,7 +19,7 @@ def test_loss_choice_is_one_loss_per_batch_not_a_weighted_sum():
     b = keras.ops.convert_to_numpy(plain(TARGETS, P))
     chosen = []
     for draw in np.linspace(0.0, 0.999, 500):
-        total, _ = objective(TARGETS, {"probabilities": P}, keras.ops.convert_to_tensor(draw, "float32"))
+        total, _ = objective(TARGETS, {"probabilities": P}, Context(draw=keras.ops.convert_to_tensor(draw, "float32")))
         total = keras.ops.convert_to_numpy(total)
         is_a, is_b = np.allclose(total, a), np.allclose(total, b)
         assert is_a != is_b, (draw, total, a, b)  # exactly one alternative, never a mixture

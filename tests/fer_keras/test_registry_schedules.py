@@ -41,6 +41,15 @@ def test_cosine_schedule_and_errors():
     assert math.isclose(learning_rate_at(5, 1.0, "cosine", 10), 0.5)
     with pytest.raises(ValueError, match="lr_schedule"):
         learning_rate_at(0, 1.0, "linear", 10)
+
+
+def test_warmup_ramps_then_the_schedule_runs_over_the_epochs_left():
+    assert [learning_rate_at(e, 1.0, "cosine", 12, warmup_epochs=2) for e in (0, 1)] == [1 / 3, 2 / 3]
+    assert learning_rate_at(2, 1.0, "cosine", 12, warmup_epochs=2) == 1.0
+    assert math.isclose(learning_rate_at(7, 1.0, "cosine", 12, warmup_epochs=2), 0.5)
+    assert learning_rate_at(1, 0.01, "step", 200, 80, 5, 0.9, warmup_epochs=3) == pytest.approx(0.01 * 2 / 4)
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        learning_rate_at(0, 1.0, "cosine", 10, warmup_epochs=-1)
     with pytest.raises(ValueError, match="optimizer"):
         make_optimizer("rmsprop", 0.1)
     assert make_optimizer("sgd", 0.1, nesterov=True).nesterov and not make_optimizer("sgd", 0.1).nesterov

@@ -51,3 +51,20 @@ def test_probability_mode_draws_a_new_label_each_epoch_from_the_votes():
     assert not np.array_equal(first, draw_labels(distributions, seed=0, epoch=1))
     np.testing.assert_allclose(np.bincount(first, minlength=4) / len(first), [0.6, 0.3, 0.1, 0.0], atol=0.015)
     assert first.dtype == np.int32
+
+
+def test_arcface_margin_schedule_grows_from_zero_to_the_margin():
+    from fer_keras.losses import ArcFaceMarginLoss, arcface_loss
+    from fer_keras.objective import Context
+
+    cosine = keras.ops.convert_to_tensor(np.array([[0.6, 0.2, -0.1], [0.1, 0.5, 0.3]], np.float32))
+    targets = Targets.from_batch(keras.ops.convert_to_tensor(np.array([0, 2])), "labels")
+    loss = ArcFaceMarginLoss(scale=16.0, margin=0.5, warmup_epochs=4.0)
+    at = lambda epoch: keras.ops.convert_to_numpy(loss(targets, cosine, Context(epoch=keras.ops.convert_to_tensor(epoch, "float32"))))  # noqa: E731
+    plain = lambda m: keras.ops.convert_to_numpy(arcface_loss(targets.labels, cosine, 16.0, m))  # noqa: E731
+    np.testing.assert_allclose(at(0.0), plain(0.0), rtol=1e-5)  # softmax cross-entropy at the start
+    np.testing.assert_allclose(at(2.0), plain(0.25), rtol=1e-5)
+    np.testing.assert_allclose(at(9.0), plain(0.5), rtol=1e-5)
+    assert np.all(at(0.0) < at(2.0)) and np.all(at(2.0) < at(4.0))
+    fixed = ArcFaceMarginLoss(scale=16.0, margin=0.5)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fixed(targets, cosine, Context())), plain(0.5), rtol=1e-6)

@@ -96,3 +96,20 @@ def test_bad_arrays_are_rejected():
         input_pipeline.train_dataset(np.zeros((0, 48, 48, 1), np.uint8), np.zeros(0, np.int32), SPEC, 2)
     with pytest.raises(ValueError, match="differ in length"):
         input_pipeline.train_dataset(np.zeros((3, 48, 48, 1), np.uint8), np.zeros(2, np.int32), SPEC, 2)
+
+
+def test_random_erasing_zeroes_one_rectangle_of_the_chosen_area():
+    faces = tf.ones((64, 44, 44, 1))
+    always = input_pipeline.Augmentation(erase_probability=1.0, erase_area=(0.05, 0.2))
+    erased = input_pipeline.random_erase(faces, always, tf.constant([3, 4], tf.int64)).numpy()
+    zero = erased[..., 0] == 0
+    fractions = zero.mean(axis=(1, 2))
+    assert np.all(fractions > 0.03) and np.all(fractions < 0.22), fractions
+    for mask in zero:  # one axis-aligned rectangle: its bounding box is all zero
+        rows, cols = np.nonzero(mask)
+        assert mask[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].all()
+    np.testing.assert_array_equal(erased, input_pipeline.random_erase(faces, always, tf.constant([3, 4], tf.int64)).numpy())
+    never = input_pipeline.Augmentation(erase_probability=0.0)
+    np.testing.assert_array_equal(input_pipeline.random_erase(faces, never, tf.constant([3, 4], tf.int64)).numpy(), faces.numpy())
+    half = input_pipeline.random_erase(faces, input_pipeline.Augmentation(erase_probability=0.5), tf.constant([5, 6], tf.int64)).numpy()
+    assert 16 < int((half == 0).any(axis=(1, 2, 3)).sum()) < 48

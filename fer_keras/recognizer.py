@@ -1,8 +1,11 @@
 """Photo -> every face -> its emotion, in one call.
 
 ``Recognizer`` walks the same path as training and serving: ``pipelines.faces`` finds every
-face with MTCNN (``select="all"``, sorted left to right) and aligns each one with its 5
-landmarks to the model's ``source_size`` (grayscale for 1-channel models), then
+face with MTCNN (``select="all"``, sorted left to right, on the photo with a black border
+so faces at its edge keep whole boxes) and frames each one the way the model's training
+faces were framed (``InputSpec.framing``: the square FER2013 frame around the box, or the
+5-landmark alignment to the template) at the model's ``source_size`` (grayscale for
+1-channel models), then
 ``pipelines.input.eval_inputs`` builds the model's inputs (normalise, centre crop and, for
 MrCAR, the eye and mouth regions) and the model scores all faces in batches.
 
@@ -27,6 +30,9 @@ from typing import Iterable, Sequence
 import numpy as np
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Black border (fraction of the longer side) added before detection: faces at a photo's edge
+# get unclipped boxes, which the FER2013 framing needs (benchmarks/RESULTS.md, "Framing").
+DETECTION_BORDER = 0.25
 
 
 @dataclasses.dataclass
@@ -188,7 +194,7 @@ class Recognizer:
         self.ten_crop = bool(ten_crop)
         self.batch_size = int(batch_size)
         if detector is None:
-            detector = FaceDetector(min_confidence=min_confidence, select="all", batch_size=batch_size)
+            detector = FaceDetector(min_confidence=min_confidence, select="all", batch_size=batch_size, border=DETECTION_BORDER)
         elif detector.select != "all":
             raise ValueError(f"The detector must find every face (select='all'). Received: select={detector.select!r}")
         self.detector = detector
@@ -207,12 +213,16 @@ class Recognizer:
             return np.zeros((0, len(self.class_names)), np.float32)
         return self._scores(faces)
 
-    def _align(self, rgb: np.ndarray, detections) -> list[np.ndarray]:
-        from pipelines.faces import align_face
+    def _frame(self, rgb: np.ndarray, detections) -> list[np.ndarray]:
+        """Each detected face as the model's training data framed faces (``InputSpec.framing``):
+        the square FER2013 frame around the box, or the landmark alignment to the template."""
+        from pipelines.faces import align_face, crop_frame
         from pipelines.images import to_channels
 
         source = to_channels(rgb, self.spec.channels)
         size = self.spec.source_size[0]
+        if self.spec.framing == "fer2013_box":
+            return [crop_frame(source, face.box, size) for face in detections]
         return [align_face(source, face.landmarks, size)[0] for face in detections]
 
     def _recognize_arrays(self, images: list[np.ndarray]) -> list[list[FaceResult]]:
@@ -220,7 +230,7 @@ class Recognizer:
         if self.spec.source_size[0] != self.spec.source_size[1]:
             raise ValueError(f"align_face makes square faces; {self.model_name} wants {self.spec.source_size}")
         detections = self.detector.detect(images)
-        aligned = [face for image, found in zip(images, detections) for face in self._align(image, found)]
+        aligned = [face for image, found in zip(images, detections) for face in self._frame(image, found)]
         probabilities = self.classify_faces(np.stack(aligned)) if aligned else np.zeros((0, len(self.class_names)))
         results, row = [], 0
         for found in detections:

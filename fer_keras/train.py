@@ -195,6 +195,7 @@ def main(argv):
     # Validation is scored on the majority vote whatever the training label mode (FER+).
     val = _load_split(FLAGS.dataset, val_split, spec, "majority" if FLAGS.label_mode else None)
     class_names = tuple(train.class_names)
+    spec = dataclasses.replace(spec, framing=train.framing)  # photos are framed like the training faces
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images ({train.target_kind} targets), {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
     config = LoopConfig(**dict(settings, augmentation=_augmentation(settings)), seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)

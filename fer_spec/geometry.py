@@ -90,3 +90,25 @@ def region_sizes(image_size: tuple[int, int], names=("eyes", "mouth")) -> dict[s
         y0, x0, y1, x1 = REGION_BOXES[name]
         sizes[name] = (int(round(height * (y1 - y0) / (x1 - x0))), int(width))
     return sizes
+
+
+# How FER2013 frames a face, relative to MTCNN's face box (x, y, w, h): the median box
+# centre and size as fractions of the 48x48 frame, measured on the 1,248 of 1,500 FER2013
+# training images (seeded subset) where MTCNN (confidence >= 0.9) finds a face after a 4x
+# bicubic upscale and a 48-pixel border (so boxes are not clipped by the frame):
+# centre (0.493, 0.505), size (0.79, 1.015). FER2013 faces were cropped around a detector's
+# box, not aligned on landmarks: framing a photo's face the same way keeps the Recognizer's
+# crops like the training images (benchmarks/RESULTS.md, "Framing").
+FER2013_BOX_FRAME = {"center": (0.493, 0.505), "size": (0.79, 1.015)}
+FRAMINGS = ("aligned", "fer2013_box")
+
+
+def frame_from_box(box: tuple[float, float, float, float], frame: dict = FER2013_BOX_FRAME) -> tuple[float, float, float]:
+    """``(left, top, side)`` of the square frame a face box ``(x, y, w, h)`` sits in, as in
+    ``frame`` (the box's centre and size as fractions of the frame; the side is the mean of
+    the width- and height-based estimates)."""
+    x, y, w, h = box
+    side = 0.5 * (w / frame["size"][0] + h / frame["size"][1])
+    left = x + w / 2 - frame["center"][0] * side
+    top = y + h / 2 - frame["center"][1] * side
+    return left, top, side

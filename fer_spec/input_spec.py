@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 
+from fer_spec.geometry import FRAMINGS
+
 # Pixel normalisations a spec may name; ``pipelines.input.normalize`` implements each.
 NORMALIZATIONS = ("unit",)
 
@@ -29,6 +31,11 @@ class InputSpec:
         regions: extra inputs cut from the aligned face, name -> (height, width), e.g.
             MrCAR's ``{"eyes": (20, 44), "mouth": (26, 44)}``. Empty for single-input models.
         normalization: how 0..255 pixels become model inputs: ``"unit"`` divides by 255.
+        framing: how a face found in a photo becomes the ``source_size`` image, matching the
+            training data: ``"aligned"`` (similarity alignment of the 5 landmarks to the
+            template, as ``pipelines.preprocess`` caches) or ``"fer2013_box"`` (the square
+            frame around the detector's box that FER2013 / FER+ images have,
+            ``fer_spec.geometry.FER2013_BOX_FRAME``).
     """
 
     image_size: tuple[int, int] = (44, 44)
@@ -36,8 +43,11 @@ class InputSpec:
     channels: int = 1
     regions: dict[str, tuple[int, int]] = dataclasses.field(default_factory=dict)
     normalization: str = "unit"
+    framing: str = "aligned"
 
     def __post_init__(self):
+        if self.framing not in FRAMINGS:
+            raise ValueError(f"framing must be one of {FRAMINGS}. Received: framing={self.framing!r}")
         if self.channels not in (1, 3):
             raise ValueError(f"channels must be 1 or 3. Received: channels={self.channels}")
         if any(i > s for i, s in zip(self.image_size, self.source_size)):
@@ -64,6 +74,7 @@ class InputSpec:
             "channels": self.channels,
             "regions": {name: list(size) for name, size in self.regions.items()},
             "normalization": self.normalization,
+            "framing": self.framing,
         }
 
     @classmethod
@@ -75,4 +86,5 @@ class InputSpec:
             channels=int(data["channels"]),
             regions={name: tuple(int(v) for v in size) for name, size in data.get("regions", {}).items()},
             normalization=data.get("normalization", "unit"),
+            framing=data.get("framing", "aligned"),
         )

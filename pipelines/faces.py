@@ -80,6 +80,10 @@ class FaceDetector:
         batch_size: most images per ``detect_faces`` call.
         upscale_min_side: images with a shorter side below it are upscaled first.
         min_face_size: MTCNN's smallest face in pixels (of the upscaled image).
+        border: float. A black border of this fraction of the longer side is added around
+            each image before detection, so a face at the image's edge gets its whole box
+            (unclipped boxes frame faces like FER2013's, see ``crop_frame``). Boxes and
+            landmarks are returned in the input image's coordinates.
         mtcnn: an ``mtcnn.MTCNN`` to share between detectors (built when None).
     """
 
@@ -91,8 +95,12 @@ class FaceDetector:
         batch_size: int = 32,
         upscale_min_side: int = 48,
         min_face_size: int = 20,
+        border: float = 0.0,
         mtcnn=None,
     ):
+        if not 0.0 <= border <= 1.0:
+            raise ValueError(f"border must be in [0, 1]. Received: border={border}")
+        self.border = float(border)
         if select not in SELECT_CHOICES:
             raise ValueError(f"select must be one of {SELECT_CHOICES}. Received: select={select!r}")
         if not 0.0 <= min_confidence <= 1.0:
@@ -109,15 +117,19 @@ class FaceDetector:
             mtcnn = MTCNN(device=device)
         self.mtcnn = mtcnn
 
-    def _prepare(self, image) -> tuple[np.ndarray, float]:
+    def _prepare(self, image) -> tuple[np.ndarray, float, int]:
+        """``(array to detect on, upscale factor, border in pixels of the upscaled image)``."""
         rgb = to_rgb_uint8(image)
         short = min(rgb.shape[:2])
-        if short >= self.upscale_min_side:
-            return rgb, 1.0
-        factor = math.ceil(self.upscale_min_side / short)
-        h, w = rgb.shape[:2]
-        resized = Image.fromarray(rgb).resize((w * factor, h * factor), Image.BILINEAR)
-        return np.asarray(resized), float(factor)
+        factor = 1
+        if short < self.upscale_min_side:
+            factor = math.ceil(self.upscale_min_side / short)
+            h, w = rgb.shape[:2]
+            rgb = np.asarray(Image.fromarray(rgb).resize((w * factor, h * factor), Image.BILINEAR))
+        pad = int(round(self.border * max(rgb.shape[:2])))
+        if pad:
+            rgb = np.pad(rgb, [(pad, pad), (pad, pad), (0, 0)])
+        return rgb, float(factor), pad
 
     def _run(self, batch: list[np.ndarray]) -> list[list[Face]]:
         rows = self.mtcnn.detect_faces(
@@ -149,7 +161,7 @@ class FaceDetector:
         """Faces of each image (RGB or grayscale, uint8 or float 0..255) in input order."""
         prepared = [self._prepare(image) for image in images]
         groups: dict[tuple, list[int]] = collections.defaultdict(list)
-        for index, (array, _) in enumerate(prepared):
+        for index, (array, _, _) in enumerate(prepared):
             groups[array.shape].append(index)
         results: list[list[Face]] = [[] for _ in prepared]
         for indices in groups.values():
@@ -157,10 +169,11 @@ class FaceDetector:
                 chunk = indices[start : start + self.batch_size]
                 found = self._run([prepared[i][0] for i in chunk])
                 for i, faces in zip(chunk, found):
-                    factor = prepared[i][1]
-                    if factor != 1.0:
+                    _, factor, pad = prepared[i]
+                    if factor != 1.0 or pad:
+                        shift = np.array([pad, pad, 0, 0], np.float64)
                         faces = [
-                            Face(tuple(v / factor for v in f.box), f.confidence, f.landmarks / factor)
+                            Face(tuple((np.asarray(f.box, np.float64) - shift) / factor), f.confidence, (f.landmarks - pad) / factor)
                             for f in faces
                         ]
                     results[i] = self._select(faces)
@@ -221,6 +234,23 @@ def align_face(image, landmarks, size: int) -> tuple[np.ndarray, np.ndarray]:
     if squeeze:
         out = out[:, :, None]
     return out, apply_affine(matrix, landmarks)
+
+
+def crop_frame(image, box, size: int, frame: dict = geometry.FER2013_BOX_FRAME) -> np.ndarray:
+    """The square frame around face ``box`` (``(x, y, w, h)``, see
+    ``fer_spec.geometry.frame_from_box``) resized to ``size`` x ``size`` with Pillow's
+    antialiasing filter (no aliasing when a large photo is shrunk); the image's edge pixels
+    fill whatever of the frame lies outside it. uint8 ``[size, size, C]``, input channels."""
+    array = np.asarray(image)
+    squeeze = array.ndim == 2 or array.shape[-1] == 1
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+    left, top, side = geometry.frame_from_box(box, frame)
+    pad = int(np.ceil(max(0.0, -left, -top, left + side - array.shape[1], top + side - array.shape[0]))) + 1
+    plain = array.reshape(array.shape[:2]) if squeeze else array
+    padded = np.pad(plain, [(pad, pad), (pad, pad)] + ([] if squeeze else [(0, 0)]), mode="edge")
+    out = np.asarray(Image.fromarray(padded).resize((size, size), Image.BILINEAR, box=(left + pad, top + pad, left + side + pad, top + side + pad)))
+    return out[:, :, None] if squeeze else out
 
 
 @dataclasses.dataclass

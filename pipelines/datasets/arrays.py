@@ -25,6 +25,7 @@ class LoadedArrays:
     # "distribution" (train against it), "sampled" (a distribution to draw a class id from
     # at each epoch, FER+ PLD) or "multi_hot" (every voted class, FER+ multi-target).
     target_kind: str = "labels"
+    framing: str = "aligned"  # the adapter's ``framing``
 
 
 def _prepare(example: Example, image_size, channels) -> Example:
@@ -135,4 +136,4 @@ def load_arrays(dataset: FerDataset, image_size=None, channels=None, limit=None,
     else:
         target_array = np.stack(targets).astype(np.float32)
     return LoadedArrays(np.stack(images).astype(np.uint8, copy=False), target_array, tuple(dataset.class_names),
-                        paths, dataset.skipped, metas, getattr(dataset, "target_kind", "labels"))
+                        paths, dataset.skipped, metas, getattr(dataset, "target_kind", "labels"), dataset.framing)

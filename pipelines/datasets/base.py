@@ -61,6 +61,9 @@ class FerDataset:
 
     name: str = ""
     class_names: tuple[str, ...] = ()
+    # How the source frames its faces (``fer_spec.InputSpec.framing``): a model trained on it
+    # should see photos' faces framed the same way.
+    framing: str = "aligned"
 
     def __init__(self, data_dir: str, split: str, on_error: str = "skip"):
         if on_error not in ON_ERROR_CHOICES:

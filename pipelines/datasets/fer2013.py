@@ -63,6 +63,7 @@ class FER2013Csv(FerDataset):
 
     name = "fer2013_csv"
     class_names = BASIC7
+    framing = "fer2013_box"  # cropped around a face detector's box, not landmark-aligned
     layout = "a CSV file with columns emotion,pixels,Usage (or emotion, Usage, pixels)"
 
     def __init__(self, data_dir, split="Training", on_error="skip"):
@@ -141,6 +142,7 @@ class FER2013Folders(FileDataset):
 
     name = "fer2013"
     class_names = BASIC7
+    framing = "fer2013_box"  # cropped around a face detector's box, not landmark-aligned
     layout = "<data_dir>/{train,val,test}/{angry,disgust,fear,happy,neutral,sad,surprise}/*.png"
 
     def __init__(self, data_dir, split="train", on_error="skip", allow_missing_classes=False, channels=1):

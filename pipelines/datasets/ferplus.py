@@ -138,6 +138,7 @@ class FERPlus(FileDataset):
 
     name = "ferplus"
     class_names = BASIC8
+    framing = "fer2013_box"  # cropped around a face detector's box, not landmark-aligned
     layout = "<data_dir>/FER2013{Train,Valid,Test}/label.csv + fer*.png"
 
     def __init__(self, data_dir, split="train", on_error="skip", label_mode="majority", majority_rule="plurality",

@@ -51,6 +51,9 @@ def test_real_fer2013_subset_loss_falls_and_accuracy_beats_chance(fer2013_dir, t
     assert losses[-1] < losses[0] - 0.05, losses
     report = json.loads((run / "report.json").read_text())
     assert report["num_examples"] == 3589
+    from fer_keras.saving import read_spec
+
+    assert read_spec(str(run / "best.keras")).input_spec.framing == "fer2013_box"  # photos framed like FER2013
     # Chance is 1/7 = 0.143; always answering "happy" (the majority) scores 0.249 on val.
     assert report["accuracy"] > 0.27, report["accuracy"]
     assert report["mean_class_accuracy"] > 0.18, report["mean_class_accuracy"]

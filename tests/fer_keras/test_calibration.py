@@ -47,6 +47,7 @@ def calibrated_baseline(tmp_path_factory):
 def test_temperature_travels_with_the_model_and_is_applied(calibrated_baseline, fer_val_subset):
     assert model_spec(calibrated_baseline).temperature == 2.0
     raw_model = weights.load_pretrained("baseline-fer2013")
+    attach_spec(raw_model, model_spec(raw_model).replace(temperature=1.0))
     images = fer_val_subset.images[:64]
     raw = predict_scores(raw_model, images)
     calibrated = predict_scores(calibrated_baseline, images)

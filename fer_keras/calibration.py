@@ -31,18 +31,19 @@ def negative_log_likelihood(probabilities: np.ndarray, labels: np.ndarray) -> fl
     return float(-np.mean(np.log(np.clip(picked, 1e-12, 1.0))))
 
 
-def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
-    """ECE of the top-1 confidence over ``bins`` equal-width bins (right-closed, 0 in bin 1)."""
+def reliability_bins(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> list[tuple[float, float, float]]:
+    """``(share of examples, accuracy, mean confidence)`` of each non-empty bin of the top-1
+    confidence (``bins`` equal-width bins over [0, 1], right-closed, 0 in the first)."""
     probabilities = np.asarray(probabilities, np.float64)
     confidence = probabilities.max(axis=1)
     correct = probabilities.argmax(axis=1) == np.asarray(labels)
     index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-    ece = 0.0
-    for b in range(bins):
-        members = index == b
-        if members.any():
-            ece += members.mean() * abs(correct[members].mean() - confidence[members].mean())
-    return float(ece)
+    return [(float((index == b).mean()), float(correct[index == b].mean()), float(confidence[index == b].mean())) for b in range(bins) if np.any(index == b)]
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE of the top-1 confidence over ``bins`` equal-width bins (see ``reliability_bins``)."""
+    return float(sum(share * abs(accuracy - confidence) for share, accuracy, confidence in reliability_bins(probabilities, labels, bins)))
 
 
 def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, low: float = 0.05, high: float = 20.0) -> float:

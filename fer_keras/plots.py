@@ -14,6 +14,8 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
+from fer_keras.calibration import reliability_bins
+
 
 def _new_figure(width: float, height: float) -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
@@ -160,11 +162,8 @@ def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
     axes = figure.add_subplot(1, 1, 1)
     axes.plot([0, 1], [0, 1], color="grey", linestyle=":", label="perfect calibration")
     for name, (probabilities, labels) in curves.items():
-        confidence = probabilities.max(axis=1)
-        correct = probabilities.argmax(axis=1) == labels
-        index = np.clip(np.ceil(confidence * bins).astype(int) - 1, 0, bins - 1)
-        used = [b for b in range(bins) if np.any(index == b)]
-        axes.plot([confidence[index == b].mean() for b in used], [correct[index == b].mean() for b in used], marker="o", label=name)
+        rows = reliability_bins(probabilities, labels, bins)
+        axes.plot([row[2] for row in rows], [row[1] for row in rows], marker="o", label=name)
     axes.set_xlim(0, 1)
     axes.set_ylim(0, 1)
     axes.set_xlabel("mean confidence (top-1 probability)")

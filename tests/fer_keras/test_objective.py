@@ -7,6 +7,7 @@ import pytest
 from fer_keras.losses import CrossEntropy
 from fer_keras.objective import Context, LossChoice, Objective, Targets, Term, call_factory
 from fer_keras.registry import build_model, classification_objective, get_model_entry
+from pipelines.input import Augmentation
 
 P = keras.ops.convert_to_tensor(np.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]], np.float32))
 TARGETS = Targets.from_batch(keras.ops.convert_to_tensor(np.array([0, 1])), "labels")
@@ -58,3 +59,4 @@ def test_every_registered_preset_uses_known_keys():
     for name in ("baseline", "mrcar"):
         for preset in get_model_entry(name).presets.values():
             assert set(preset.settings) <= known, (name, preset.name, set(preset.settings) - known)
+            Augmentation(**preset.settings.get("augmentation", {}))  # its augmentation fields exist

@@ -3,6 +3,6 @@
 from fer_keras.layers.arcface import ArcFace, additive_angular_margin
 from fer_keras.layers.car_block import CARBlock, DSBlock
 from fer_keras.layers.coordinate_attention import CoordinateAttention
-from fer_keras.layers.fused_batch_norm import FusedBatchNormalization
+from fer_keras.layers.batch_normalization import BatchNormalization
 
-__all__ = ["ArcFace", "CARBlock", "CoordinateAttention", "DSBlock", "FusedBatchNormalization", "additive_angular_margin"]
+__all__ = ["ArcFace", "BatchNormalization", "CARBlock", "CoordinateAttention", "DSBlock", "additive_angular_margin"]

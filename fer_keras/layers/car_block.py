@@ -32,6 +32,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from fer_keras.layers.batch_normalization import BatchNormalization
 from fer_keras.layers.coordinate_attention import CoordinateAttention
 from fer_keras.serialization import register
 
@@ -79,7 +80,7 @@ class _CoordinateAttentionResidual(keras.layers.Layer):
         )
 
     def _bn(self, name):
-        return keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=name, dtype=self.dtype_policy)
+        return BatchNormalization(momentum=0.9, epsilon=1e-5, name=name, dtype=self.dtype_policy)
 
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[-1] is None:

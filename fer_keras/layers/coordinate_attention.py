@@ -5,6 +5,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from fer_keras.layers.batch_normalization import BatchNormalization
 from fer_keras.serialization import register
 
 
@@ -69,7 +70,7 @@ class CoordinateAttention(keras.layers.Layer):
         self.reduced_channels = max(self.min_channels, channels // self.reduction)
         common = dict(kernel_size=1, kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy)
         self.conv_reduce = keras.layers.Conv2D(self.reduced_channels, name="conv_reduce", **common)
-        self.bn = keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn", dtype=self.dtype_policy)
+        self.bn = BatchNormalization(momentum=0.9, epsilon=1e-5, name="bn", dtype=self.dtype_policy)
         self.conv_h = keras.layers.Conv2D(channels, name="conv_h", **common)
         self.conv_w = keras.layers.Conv2D(channels, name="conv_w", **common)
         self.conv_reduce.build((None, None, 1, channels))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import keras
 
 from fer_spec import InputSpec
-from fer_keras.layers import FusedBatchNormalization
+from fer_keras.layers import BatchNormalization
 from fer_keras.registry import Preset, register_model
 
 BASELINE_SPEC = InputSpec(image_size=(44, 44), source_size=(48, 48), channels=1)
@@ -60,7 +60,7 @@ def build_baseline(num_classes: int, input_spec: InputSpec = BASELINE_SPEC, widt
     for stage, width in enumerate(widths):
         for j in range(2):
             x = keras.layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"conv{stage}_{j}")(x)
-            x = FusedBatchNormalization(momentum=0.9, name=f"bn{stage}_{j}")(x)
+            x = BatchNormalization(momentum=0.9, name=f"bn{stage}_{j}")(x)
             x = keras.layers.ReLU(name=f"relu{stage}_{j}")(x)
         x = keras.layers.MaxPooling2D(name=f"pool{stage}")(x)
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)

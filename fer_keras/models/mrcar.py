@@ -50,7 +50,7 @@ from __future__ import annotations
 
 import keras
 
-from fer_keras.layers import ArcFace, CARBlock, DSBlock
+from fer_keras.layers import ArcFace, BatchNormalization, CARBlock, DSBlock
 from fer_keras.losses.arcface import ArcFaceMarginLoss
 from fer_keras.objective import Objective, Term
 from fer_keras.registry import Preset, classification_objective, register_model
@@ -85,7 +85,7 @@ def _branch_layers(prefix, widths, use_attention, bottleneck_ratio, dtype):
     stem_width, *stage_widths = widths
     layers = [
         keras.layers.Conv2D(stem_width, 3, padding="same", use_bias=False, kernel_initializer="he_normal", name=f"{prefix}_conv1", dtype=dtype),
-        keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}_bn1", dtype=dtype),
+        BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{prefix}_bn1", dtype=dtype),
         keras.layers.ReLU(name=f"{prefix}_relu1", dtype=dtype),
         keras.layers.MaxPooling2D(3, 2, padding="same", name=f"{prefix}_maxpool", dtype=dtype),
     ]

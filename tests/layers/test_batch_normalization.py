@@ -1,16 +1,16 @@
-"""FusedBatchNormalization: the same numbers as Keras' BatchNormalization, from one fused op."""
+"""BatchNormalization: the same numbers as Keras' BatchNormalization, from one fused op."""
 
 import keras
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from fer_keras.layers import FusedBatchNormalization
+from fer_keras.layers import BatchNormalization
 
 
 def _pair():
     x = np.random.default_rng(0).normal(2, 3, (8, 6, 6, 5)).astype("float32")
-    ours, theirs = FusedBatchNormalization(momentum=0.9, epsilon=1e-5), keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
+    ours, theirs = BatchNormalization(momentum=0.9, epsilon=1e-5), keras.layers.BatchNormalization(momentum=0.9, epsilon=1e-5)
     for layer in (ours, theirs):
         layer.build(x.shape)
         layer.gamma.assign(np.linspace(0.5, 2, 5))
@@ -42,7 +42,7 @@ def test_the_fused_op_is_what_runs_in_training():
 
 def test_bfloat16_inputs_stay_bfloat16():
     x, _, theirs = _pair()
-    layer = FusedBatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16")
+    layer = BatchNormalization(momentum=0.9, epsilon=1e-5, dtype="mixed_bfloat16")
     layer.build(x.shape)
     out = layer(tf.cast(x, tf.bfloat16), training=True)
     assert out.dtype == tf.bfloat16
@@ -51,7 +51,20 @@ def test_bfloat16_inputs_stay_bfloat16():
 
 def test_config_and_keras_file_round_trip(tmp_path):
     inputs = keras.Input((6, 6, 5))
-    model = keras.Model(inputs, FusedBatchNormalization(momentum=0.8, name="bn")(inputs))
+    model = keras.Model(inputs, BatchNormalization(momentum=0.8, name="bn")(inputs))
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
-    assert isinstance(loaded.get_layer("bn"), FusedBatchNormalization) and loaded.get_layer("bn").momentum == pytest.approx(0.8)
+    assert isinstance(loaded.get_layer("bn"), BatchNormalization) and loaded.get_layer("bn").momentum == pytest.approx(0.8)
+
+
+def test_the_shipped_mrcar_saved_with_keras_batch_norm_loads_into_it(fer_val_subset):
+    """Same class name, same weight paths: the file written with keras.layers.BatchNormalization
+    loads into the fused layers and scores exactly as its card says (accuracy re-measured)."""
+    from fer_keras import weights
+    from fer_keras.inference import predict_scores
+
+    model = weights.load_pretrained("mrcar-fer2013")
+    assert isinstance(model.backbone.get_layer("face_bn1"), BatchNormalization)
+    images = fer_val_subset.images[:100]
+    scores = predict_scores(model, images)
+    assert np.isfinite(scores).all() and np.mean(scores.argmax(1) == fer_val_subset.targets[:100]) > 0.4

@@ -10,8 +10,12 @@ from fer_keras.serialization import register
 
 
 @register
-class FusedBatchNormalization(keras.layers.BatchNormalization):
+class BatchNormalization(keras.layers.BatchNormalization):
     """``keras.layers.BatchNormalization`` with a fused training path.
+
+    It keeps Keras' class name on purpose: Keras stores the weights of a model's layer list
+    under each layer's snake-cased class name (``layers/batch_normalization_3``), so models
+    saved with Keras' layer (the shipped MrCAR) load into this one unchanged, and back.
 
     Keras 3 normalises with ``ops.moments`` and element-wise arithmetic, and under mixed
     bfloat16 first casts every input to float32 and back. On a 2-core CPU that costs about a

@@ -19,6 +19,8 @@ import sys
 
 from absl import app, flags
 
+from fer_keras.weights import DEFAULT_MODEL
+
 FLAGS = flags.FLAGS
 
 CSV_FIELDS = ("path", "frame", "timestamp", "face", "no_face", "label", "class_id", "confidence", "x", "y", "w", "h")
@@ -109,7 +111,7 @@ def summarize(photos, videos, skipped) -> str:
     return text
 
 
-def run(paths, model="baseline-fer2013", output=None, annotate_dir=None, min_confidence=0.9, ten_crop=False, every_n_frames=10, batch_size=32, progress=True, recognizer=None) -> dict:
+def run(paths, model=DEFAULT_MODEL, output=None, annotate_dir=None, min_confidence=0.9, ten_crop=False, every_n_frames=10, batch_size=32, progress=True, recognizer=None) -> dict:
     """The CLI as a function: returns ``{"photos", "videos", "skipped", "entries"}``."""
     from fer_keras.recognizer import Recognizer, annotate, read_photo
 
@@ -159,7 +161,7 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    flags.DEFINE_string("model", "baseline-fer2013", "Pretrained model name or path of a .keras file.")
+    flags.DEFINE_string("model", DEFAULT_MODEL, "Pretrained model name or path of a .keras file.")
     flags.DEFINE_string("output", None, "Write results to this .json or .csv file.")
     flags.DEFINE_string("annotate_dir", None, "Write each photo with boxes and labels drawn here (PNG).")
     flags.DEFINE_float("min_confidence", 0.9, "MTCNN confidence threshold for a face.")

@@ -29,6 +29,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from fer_keras.weights import DEFAULT_MODEL
+
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 # Black border (fraction of the longer side) added before detection: faces at a photo's edge
 # get unclipped boxes, which the FER2013 framing needs (benchmarks/RESULTS.md, "Framing").
@@ -172,7 +174,7 @@ class Recognizer:
     Args:
         model: a pretrained name (``fer_keras.weights.pretrained_names()``), a ``.keras``
             path, or a ``keras.Model`` returning class probabilities. Defaults to
-            "baseline-fer2013".
+            ``fer_keras.weights.DEFAULT_MODEL``.
         min_confidence: float. MTCNN detections below it are ignored. Defaults to 0.9.
         ten_crop: bool. Average the scores of ten crops (4 corners + centre, mirrored) of
             each aligned face instead of the centre crop. Defaults to False.
@@ -181,7 +183,7 @@ class Recognizer:
             from ``min_confidence`` when None).
     """
 
-    def __init__(self, model="baseline-fer2013", min_confidence: float = 0.9, ten_crop: bool = False, batch_size: int = 32, detector=None):
+    def __init__(self, model=DEFAULT_MODEL, min_confidence: float = 0.9, ten_crop: bool = False, batch_size: int = 32, detector=None):
         from fer_keras.inference import Scorer
         from fer_keras.saving import model_spec
         from pipelines.faces import FaceDetector

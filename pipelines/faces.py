@@ -208,6 +208,15 @@ def apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return (points @ matrix[:, :2].T + matrix[:, 2]).astype(np.float32)
 
 
+def _plain_uint8(image) -> tuple[np.ndarray, bool]:
+    """``(uint8 array Pillow takes: [H, W] for one channel, else [H, W, C], one channel?)``."""
+    array = np.asarray(image)
+    squeeze = array.ndim == 2 or array.shape[-1] == 1
+    if array.dtype != np.uint8:
+        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+    return (array.reshape(array.shape[:2]) if squeeze else array), squeeze
+
+
 def align_face(image, landmarks, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Warp ``image`` so its 5 ``landmarks`` land on ``geometry.template_points(size)``.
 
@@ -219,11 +228,8 @@ def align_face(image, landmarks, size: int) -> tuple[np.ndarray, np.ndarray]:
         channel count (outside the image is black), float32 ``[5, 2]`` landmarks after the
         transform (close to the template, up to the similarity fit's residual).
     """
-    array = np.asarray(image)
-    squeeze = array.ndim == 2 or array.shape[-1] == 1
-    if array.dtype != np.uint8:
-        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
-    pil = Image.fromarray(array.reshape(array.shape[:2]) if squeeze else array)
+    array, squeeze = _plain_uint8(image)
+    pil = Image.fromarray(array)
     matrix = umeyama(landmarks, geometry.template_points(size))
     inverse = np.linalg.inv(np.vstack([matrix, [0.0, 0.0, 1.0]]))[:2]
     a, b, c = inverse[0]
@@ -241,13 +247,9 @@ def crop_frame(image, box, size: int, frame: dict = geometry.FER2013_BOX_FRAME) 
     ``fer_spec.geometry.frame_from_box``) resized to ``size`` x ``size`` with Pillow's
     antialiasing filter (no aliasing when a large photo is shrunk); the image's edge pixels
     fill whatever of the frame lies outside it. uint8 ``[size, size, C]``, input channels."""
-    array = np.asarray(image)
-    squeeze = array.ndim == 2 or array.shape[-1] == 1
-    if array.dtype != np.uint8:
-        array = np.clip(np.round(array), 0, 255).astype(np.uint8)
+    plain, squeeze = _plain_uint8(image)
     left, top, side = geometry.frame_from_box(box, frame)
-    pad = int(np.ceil(max(0.0, -left, -top, left + side - array.shape[1], top + side - array.shape[0]))) + 1
-    plain = array.reshape(array.shape[:2]) if squeeze else array
+    pad = int(np.ceil(max(0.0, -left, -top, left + side - plain.shape[1], top + side - plain.shape[0]))) + 1
     padded = np.pad(plain, [(pad, pad), (pad, pad)] + ([] if squeeze else [(0, 0)]), mode="edge")
     out = np.asarray(Image.fromarray(padded).resize((size, size), Image.BILINEAR, box=(left + pad, top + pad, left + side + pad, top + side + pad)))
     return out[:, :, None] if squeeze else out

@@ -14,7 +14,6 @@ for Deep Face Recognition", ECCV 2016, Eq. 2-4; LBAN-IL
 
 from __future__ import annotations
 
-import keras
 from keras import ops
 
 from fer_keras.objective import StatefulLoss

@@ -12,7 +12,6 @@ import tensorflow as tf
 
 from fer_keras.export import convert_saved_model, export_model, make_interpreter, predict_tflite
 from fer_keras.inference import predict_scores
-from fer_keras.saving import model_spec
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
@@ -110,7 +109,6 @@ def test_multi_region_mrcar_converts_to_builtin_ops(fer_val_subset, tmp_path):
 
     keras.utils.set_random_seed(0)
     model = build_model("mrcar", 7)
-    spec = model_spec(model).input_spec
     saved_model = export_model(model, str(tmp_path), "mrcar")
     result = convert_saved_model(saved_model, str(tmp_path / "mrcar.tflite"), "none")
     assert "GATHER" in result.ops and set(result.ops) <= builtin_op_names(), result.ops

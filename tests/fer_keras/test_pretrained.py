@@ -211,7 +211,6 @@ def test_mrcar_run_builds_and_exports(tmp_path, fer2013_dir):
     """The path the lead takes for mrcar-fer2013: a subclassed model with region inputs."""
     import json
 
-    import keras
     import tensorflow as tf
 
     from fer_keras.registry import build_model

@@ -10,7 +10,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 

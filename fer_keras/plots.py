@@ -172,3 +172,36 @@ def plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: 
     axes.legend(loc="upper left", fontsize=8)
     figure.tight_layout()
     return _save_atomically(figure, path)
+
+
+def plot_runs(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, ylabel: str = "Validation accuracy", title: str | None = None) -> str:
+    """Write one metric of several runs, one line per run over epochs 1..n, to a PNG (e.g.
+    the validation accuracy of a recipe study's settings).
+
+    Args:
+        curves: run label -> per-epoch values.
+        path: Output PNG file; parent folders are created.
+        ylabel: Y axis label.
+        title: Optional figure title.
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: ``curves`` is empty.
+    """
+    if not curves:
+        raise ValueError("curves is empty: nothing to plot")
+    figure = _new_figure(8.0, 5.0)
+    axes = figure.add_subplot(1, 1, 1)
+    for label, values in curves.items():
+        values = [float(v) for v in values]
+        axes.plot(np.arange(1, len(values) + 1), values, "-o", markersize=2, label=label)
+    axes.set_xlabel("Epoch")
+    axes.set_ylabel(ylabel)
+    axes.grid(True, alpha=0.3)
+    axes.legend(fontsize=7, ncol=2)
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    return _save_atomically(figure, path)

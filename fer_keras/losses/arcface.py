@@ -9,8 +9,11 @@ from fer_keras.objective import Context, ContextLoss
 from fer_keras.serialization import register
 
 
-def arcface_loss(y_true, cosine, scale=16.0, margin=0.5, easy_margin=False, epsilon=1e-7):
+def arcface_loss(y_true, cosine, scale=16.0, margin=0.5, easy_margin=False, epsilon=1e-7, label_smoothing=0.0):
     """Per-sample ArcFace loss: cross-entropy of ``softmax(s * cos(theta + m y))``.
+
+    With ``label_smoothing`` ``e`` the target is ``(1 - e) one_hot(y) + e / K`` (Szegedy et
+    al. 2016), the margin still applied to the true class only.
 
     Args:
         y_true: ``[B]`` integer class ids.
@@ -20,13 +23,18 @@ def arcface_loss(y_true, cosine, scale=16.0, margin=0.5, easy_margin=False, epsi
         margin: float. ``m`` in radians. Defaults to ``0.5``.
         easy_margin: bool. Margin only where ``cos > 0``. Defaults to ``False``.
         epsilon: float. Floor of ``sin^2`` (finite gradients at ``cos = +-1``).
+        label_smoothing: float in [0, 1). Defaults to ``0.0`` (Eq. 10).
 
     Returns:
         ``[B]`` losses; their mean is Eq. 10's ``L``.
     """
     logits = additive_angular_margin(cosine, y_true, scale, margin, easy_margin, epsilon)
     labels = keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,))
-    return keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    if not label_smoothing:
+        return keras.ops.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+    num_classes = keras.ops.shape(cosine)[-1]
+    target = keras.ops.one_hot(labels, num_classes) * (1.0 - label_smoothing) + label_smoothing / keras.ops.cast(num_classes, "float32")
+    return keras.ops.categorical_crossentropy(target, logits, from_logits=True)
 
 
 @register
@@ -88,12 +96,16 @@ class ArcFaceMarginLoss(ContextLoss):
         margin: float. Final ``m`` in radians.
         warmup_epochs: float. Epochs over which the margin grows linearly from 0.
         easy_margin: bool. Margin only where ``cos > 0``.
+        label_smoothing: float in [0, 1). See :func:`arcface_loss`.
     """
 
-    def __init__(self, scale=16.0, margin=0.5, warmup_epochs=0.0, easy_margin=False):
+    def __init__(self, scale=16.0, margin=0.5, warmup_epochs=0.0, easy_margin=False, label_smoothing=0.0):
         if float(warmup_epochs) < 0:
             raise ValueError(f"warmup_epochs must be >= 0. Received: warmup_epochs={warmup_epochs}")
+        if not 0.0 <= float(label_smoothing) < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1). Received: label_smoothing={label_smoothing}")
         self.scale, self.margin, self.warmup_epochs, self.easy_margin = float(scale), float(margin), float(warmup_epochs), bool(easy_margin)
+        self.label_smoothing = float(label_smoothing)
 
     def margin_at(self, epoch):
         """The margin at fractional epoch ``epoch`` (a float, or a scalar tensor)."""
@@ -102,4 +114,4 @@ class ArcFaceMarginLoss(ContextLoss):
         return self.margin * keras.ops.minimum(1.0, keras.ops.cast(epoch, "float32") / self.warmup_epochs)
 
     def __call__(self, targets, cosine, context: Context):
-        return arcface_loss(targets.labels, cosine, self.scale, self.margin_at(context.epoch), self.easy_margin)
+        return arcface_loss(targets.labels, cosine, self.scale, self.margin_at(context.epoch), self.easy_margin, label_smoothing=self.label_smoothing)

@@ -59,6 +59,7 @@ from fer_spec import InputSpec
 from fer_spec.geometry import region_sizes as _region_sizes
 
 VARIANTS = ("full", "global_only", "no_attention", "softmax")
+HEADS = ("arcface", "softmax")
 REGIONS = ("eyes", "mouth")
 
 
@@ -109,7 +110,12 @@ class MrCAR(keras.Model):
             ``None`` for :func:`region_sizes` of ``image_size``. Ignored by
             ``"global_only"``.
         variant: str. ``"full"``, ``"global_only"`` (-Mfe), ``"no_attention"`` (-CA) or
-            ``"softmax"`` (-ALoss), Table 6. Defaults to ``"full"``.
+            ``"softmax"`` (-ALoss: the full model with ``head="softmax"``), Table 6.
+            Defaults to ``"full"``.
+        head: str or None. ``"arcface"`` (Eq. 9-10) or ``"softmax"`` (a Dense softmax
+            classifier, Table 6's -ALoss). ``None``: ``"softmax"`` for the ``"softmax"``
+            variant, else ``"arcface"``. Lets the ablations combine, e.g. the global-only
+            branch with a softmax head (the recipe study's proxy).
         share_branch_weights: bool. One CAResNet for all regions. Defaults to ``False``.
         widths: tuple of 4 ints. Conv1 and the three stages (Table 1: 64, 128, 256, 512).
         bottleneck_ratio: int. See ``CARBlock``. Defaults to ``4``.
@@ -151,6 +157,7 @@ class MrCAR(keras.Model):
         channels=1,
         regions=None,
         variant="full",
+        head=None,
         share_branch_weights=False,
         widths=(64, 128, 256, 512),
         bottleneck_ratio=4,
@@ -179,6 +186,10 @@ class MrCAR(keras.Model):
             raise ValueError(f"regions must give the sizes of {REGIONS}. Received: regions={regions}")
         self.regions = {name: tuple(int(v) for v in regions[name]) for name in REGIONS if name in regions}
         self.variant = variant
+        head = head or ("softmax" if variant == "softmax" else "arcface")
+        if head not in HEADS or (variant == "softmax" and head != "softmax"):
+            raise ValueError(f"head must be one of {HEADS} (\"softmax\" for the softmax variant). Received: head={head}, variant={variant}")
+        self.head_type = head
         self.share_branch_weights = bool(share_branch_weights)
         self.widths = tuple(int(w) for w in widths)
         self.bottleneck_ratio = int(bottleneck_ratio)
@@ -188,7 +199,7 @@ class MrCAR(keras.Model):
         self.arcface_margin = float(arcface_margin)
         self.branch_names = ("face",) if variant == "global_only" else ("face",) + REGIONS
         self.backbone = self._build_backbone()
-        if variant == "softmax":
+        if head == "softmax":
             self.head = keras.layers.Dense(self.num_classes, activation="softmax", name="probabilities", dtype="float32")
         else:
             self.head = ArcFace(self.num_classes, scale=self.arcface_scale, margin=self.arcface_margin, name="probabilities", dtype="float32")
@@ -215,14 +226,14 @@ class MrCAR(keras.Model):
     def call(self, inputs, training=None):
         images = {name: inputs[name] for name in self.branch_names}
         embedding = self.backbone(images, training=training)
-        if self.variant == "softmax":
+        if self.head_type == "softmax":
             return self.head(embedding)
         cosine = self.head.cosine(embedding)
         return {"probabilities": keras.ops.softmax(self.arcface_scale * cosine, axis=-1), "cosine": cosine}
 
     def compute_output_shape(self, input_shape):
         shape = (input_shape["face"][0], self.num_classes)
-        return shape if self.variant == "softmax" else {"probabilities": shape, "cosine": shape}
+        return shape if self.head_type == "softmax" else {"probabilities": shape, "cosine": shape}
 
     def build_from_config(self, config):
         # Every layer is built in __init__; nothing to do (loading then sets the weights).
@@ -236,6 +247,7 @@ class MrCAR(keras.Model):
             "channels": self.channels,
             "regions": self.regions,
             "variant": self.variant,
+            "head": self.head_type,
             "share_branch_weights": self.share_branch_weights,
             "widths": self.widths,
             "bottleneck_ratio": self.bottleneck_ratio,
@@ -302,13 +314,12 @@ PRESETS = [
 def mrcar_objective(model: MrCAR, target_kind: str, label_smoothing: float = 0.0, margin_warmup_epochs: float = 0.0) -> Objective:
     """MrCAR's loss: the ArcFace loss of Eq. 10 (``fer_keras.losses.ArcFaceMarginLoss``, scale
     and margin of the model) on the ``cosine`` output, from class ids, the margin optionally
-    growing from 0 over ``margin_warmup_epochs``; the ``"softmax"`` variant (Table 6, -ALoss)
-    trains with cross-entropy (``label_smoothing`` applies to it only)."""
-    if model.variant == "softmax":
+    growing from 0 over ``margin_warmup_epochs``, the target optionally smoothed
+    (``label_smoothing``; not in the paper); a softmax head (Table 6, -ALoss) trains with
+    cross-entropy."""
+    if model.head_type == "softmax":
         return classification_objective(model, target_kind, label_smoothing)
-    if label_smoothing:
-        raise ValueError(f"label_smoothing applies to the softmax variant only; MrCAR's ArcFace loss takes class ids. Received: label_smoothing={label_smoothing}")
-    loss = ArcFaceMarginLoss(model.arcface_scale, model.arcface_margin, margin_warmup_epochs)
+    loss = ArcFaceMarginLoss(model.arcface_scale, model.arcface_margin, margin_warmup_epochs, label_smoothing=label_smoothing)
     term = Term("arcface", loss, output="cosine", target_kinds=("labels",))
     return Objective([term])
 
@@ -318,6 +329,7 @@ def build_mrcar(
     num_classes: int,
     input_spec: InputSpec = MRCAR_SPEC,
     variant: str = "full",
+    head: str | None = None,
     share_branch_weights: bool = False,
     arcface_scale: float = 16.0,
     arcface_margin: float = 0.5,
@@ -332,7 +344,7 @@ def build_mrcar(
         num_classes: int. Number of classes.
         input_spec: InputSpec. ``face`` size and channels; ``regions`` gives the eyes and
             mouth sizes (derived from the face size with :func:`region_sizes` when absent).
-        variant, share_branch_weights, arcface_scale, arcface_margin, embedding_dim,
+        variant, head, share_branch_weights, arcface_scale, arcface_margin, embedding_dim,
             dropout, widths, bottleneck_ratio: see ``MrCAR``.
     """
     regions = dict(input_spec.regions) if all(name in input_spec.regions for name in REGIONS) else None
@@ -342,6 +354,7 @@ def build_mrcar(
         channels=input_spec.channels,
         regions=regions,
         variant=variant,
+        head=head,
         share_branch_weights=share_branch_weights,
         arcface_scale=arcface_scale,
         arcface_margin=arcface_margin,

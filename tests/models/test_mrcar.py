@@ -117,6 +117,33 @@ def test_global_only_ignores_regions_and_rafdb_builds():
     assert raf(_inputs(RAFDB_SPEC, batch=1), training=False)["probabilities"].shape == (1, 7)
 
 
+def test_softmax_head_combines_with_global_only_and_smoothing_reaches_the_arcface_loss():
+    """``head="softmax"`` on the global-only branch (the recipe study's proxy) returns the
+    probabilities alone and trains with cross-entropy; ``label_smoothing`` changes the ArcFace
+    loss to the smoothed target's cross-entropy of the margin logits (NumPy reference)."""
+    from fer_keras.objective import Targets
+
+    m = build_mrcar(7, MRCAR_SPEC, variant="global_only", head="softmax")
+    out = m({"face": _inputs(MRCAR_SPEC)["face"]}, training=False)
+    assert not isinstance(out, dict) and out.shape == (2, 7)
+    assert m.get_config()["head"] == "softmax" and [t.name for t in get_model_entry("mrcar").objective(m, "labels").terms] != ["arcface"]
+    with pytest.raises(ValueError, match="head"):
+        build_mrcar(7, MRCAR_SPEC, variant="softmax", head="arcface")
+
+    arc = build_mrcar(7, MRCAR_SPEC, variant="global_only")
+    out = arc({"face": _inputs(MRCAR_SPEC)["face"]}, training=False)
+    cosine = out["cosine"].numpy().astype("float64")
+    labels = np.array([3, 5], "int32")
+    objective = get_model_entry("mrcar").objective(arc, "labels", label_smoothing=0.1)
+    total, _ = objective(Targets.from_batch(keras.ops.convert_to_tensor(labels), "labels"), out)
+    logits = 16.0 * cosine
+    logits[[0, 1], labels] = 16.0 * np.cos(np.arccos(np.clip(cosine[[0, 1], labels], -1, 1)) + 0.5)
+    log_p = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    target = np.full((2, 7), 0.1 / 7)
+    target[[0, 1], labels] += 0.9
+    np.testing.assert_allclose(total.numpy(), -(target * log_p).sum(1), rtol=1e-4)
+
+
 def _all_layer_outputs(m):
     backbone = m.backbone
     names = [layer.name for layer in backbone.layers if not isinstance(layer, keras.layers.InputLayer)]

@@ -7,11 +7,16 @@ losses with state and the metrics agree everywhere.
 
 What it keeps from ``fit``: a Keras progress bar, per-epoch CSV history and TensorBoard
 scalars, the best-on-validation ``.keras`` model, and resumption. The role of Keras'
-``BackupAndRestore`` is played by a ``tf.train.CheckpointManager`` saved every
+``BackupAndRestore`` is played by a checkpoint (``fer_keras.training.checkpoint``) saved every
 ``checkpoint_every`` steps and at each epoch end: the model, the optimiser, the epoch and the
-step inside it. Each epoch's data order and augmentation depend only on ``(seed, epoch)``
-(``pipelines.input.train_dataset``), and a resumed run skips the batches already done, so it
-continues where the killed one stopped.
+step inside it, the running totals of the epoch's metrics, and the state of every random
+generator the step draws from (dropout and other random layers). Each epoch's data order and
+augmentation depend only on ``(seed, epoch)`` (``pipelines.input.train_dataset``), and a
+resumed run skips the batches already done, so a run killed at any step and resumed ends
+with the same weights, bit for bit, as one never interrupted (checked on one device and
+under the mirrored strategy; a resume needs the same number of replicas). The history row of
+an interrupted epoch covers the whole epoch: its ``seconds`` add the killed run's time up to
+its last checkpoint, its ``images_per_sec`` are measured by the run that finished it.
 
 The loss is the model's declared objective (``fer_keras.objective``): its terms read the
 model's named outputs (auxiliary ones such as an embedding or ArcFace cosines included),
@@ -39,6 +44,7 @@ import tensorflow as tf
 from fer_keras.inference import evaluate_arrays, inference_output
 from fer_keras.objective import Context, Objective, Targets
 from fer_keras.saving import model_spec, save_model
+from fer_keras.training.checkpoint import RunCheckpoint, random_states
 from fer_keras.training.schedules import learning_rate_at, make_optimizer
 from fer_keras.training.strategy import task_info
 from pipelines import input as input_pipeline
@@ -104,24 +110,27 @@ class Trainer:
             self.epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="epoch")
             self.step_in_epoch = tf.Variable(0, dtype=tf.int64, trainable=False, name="step_in_epoch")
             self.best_val_accuracy = tf.Variable(-1.0, dtype=tf.float64, trainable=False, name="best_val_accuracy")
+            # The current epoch's running totals up to ``step_in_epoch``: training loss sum,
+            # correct predictions, images counted, seconds spent.
+            self.epoch_totals = {name: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"epoch_{name}") for name in ("loss", "correct", "images", "seconds")}
+            loss_state = {f"loss_{term.name}": term.loss for term in self.objective.stateful_terms}
+            self.random_states = random_states([self.model, *loss_state.values()])
         self.model_spec = model_spec(self.model)
         self.spec, self.num_classes = self.model_spec.input_spec, self.model_spec.num_classes
         self.objective.check_targets(self.loss_target_kind)
-        loss_state = {f"loss_{term.name}": term.loss for term in self.objective.stateful_terms}
-        self.checkpoint = tf.train.Checkpoint(model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch, best_val_accuracy=self.best_val_accuracy, **loss_state)
-        self.manager = tf.train.CheckpointManager(self.checkpoint, os.path.join(self.write_dir, "checkpoints"), max_to_keep=2)
+        parts = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch, best_val_accuracy=self.best_val_accuracy, **loss_state)
+        self.checkpoint = RunCheckpoint(dict(parts, random_states=self.random_states, epoch_totals=self.epoch_totals), os.path.join(self.write_dir, "checkpoints"))
 
     # -- resumption -------------------------------------------------------------------
     def restore(self) -> bool:
         """Restore the latest checkpoint if there is one; True when a run is resumed."""
-        latest = tf.train.latest_checkpoint(os.path.join(self.output_dir, "checkpoints"))
-        if latest is None:
-            return False
-        self.checkpoint.restore(latest).assert_existing_objects_matched()
-        return True
+        return self.checkpoint.restore(os.path.join(self.output_dir, "checkpoints"))
 
-    def _save_checkpoint(self) -> None:
-        self.manager.save()
+    def _save_checkpoint(self, totals: dict) -> None:
+        """Save with ``totals`` (loss, correct, images, seconds) as the epoch's running totals."""
+        for name, value in totals.items():
+            self.epoch_totals[name].assign(value)
+        self.checkpoint.save()
 
     # -- the distributed step ---------------------------------------------------------
     def make_train_step(self, global_batch: int, steps_per_epoch: int = 1):
@@ -194,36 +203,38 @@ class Trainer:
             if self.is_chief and cfg.verbose:
                 print(f"Epoch {epoch + 1}/{cfg.epochs} (lr {lr:.3g})" + (f", resuming at step {first_step}" if first_step else ""), flush=True)
             progbar = keras.utils.Progbar(steps, verbose=cfg.verbose if self.is_chief else 0, stateful_metrics=["loss", "accuracy", "img/s"])
-            loss_sum = correct = 0.0
-            seen = 0
+            # Totals over the whole epoch, the steps a killed run did before its checkpoint included.
+            totals = {name: float(variable.numpy()) for name, variable in self.epoch_totals.items()}
+            seen = 0  # images of this session
             warmup = min(steps - first_step - 1, max(5, (steps - first_step) // 10))
             start = time.perf_counter()
             steady_start, steady_images = None, 0
             for step in range(first_step, steps):
                 batch_loss, batch_correct = train_step(iterator, tf.constant(epoch * steps + step, tf.int64))
-                loss_sum += float(batch_loss)
-                correct += float(batch_correct)
+                totals["loss"] += float(batch_loss)
+                totals["correct"] += float(batch_correct)
+                totals["images"] += global_batch
                 seen += global_batch
                 if step - first_step == warmup:
                     steady_start = time.perf_counter()
                 elif steady_start is not None:
                     steady_images += global_batch
-                values = [("loss", loss_sum / seen), ("accuracy", correct / seen)]
+                values = [("loss", totals["loss"] / totals["images"]), ("accuracy", totals["correct"] / totals["images"])]
                 if steady_images:
                     values.append(("img/s", steady_images / (time.perf_counter() - steady_start)))
                 progbar.update(step + 1, values)
                 self.step_in_epoch.assign(step + 1)
                 if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
-                    self._save_checkpoint()
+                    self._save_checkpoint(dict(totals, seconds=totals["seconds"] + time.perf_counter() - start))
             train_end = time.perf_counter()
-            seconds = train_end - start
-            steady_rate = steady_images / (train_end - steady_start) if steady_images else seen / max(seconds, 1e-9)
+            seconds = totals["seconds"] + train_end - start
+            steady_rate = steady_images / (train_end - steady_start) if steady_images else seen / max(train_end - start, 1e-9)
             val = evaluate_arrays(self.model, val_images, val_targets, cfg.eval_batch_size)
             row = {
                 "epoch": epoch + 1,
                 "learning_rate": lr,
-                "loss": loss_sum / max(seen, 1),
-                "accuracy": correct / max(seen, 1),
+                "loss": totals["loss"] / totals["images"],
+                "accuracy": totals["correct"] / totals["images"],
                 "val_loss": val["loss"],
                 "val_accuracy": val["accuracy"],
                 "val_mean_class_accuracy": val["mean_class_accuracy"],
@@ -245,7 +256,7 @@ class Trainer:
                     for key in HISTORY_FIELDS[1:]:
                         tf.summary.scalar(key, row[key])
                 writer.flush()
-            self._save_checkpoint()
+            self._save_checkpoint({name: 0.0 for name in self.epoch_totals})
         if not self.is_chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
         return history

@@ -34,7 +34,8 @@ Choices where the paper is silent or inconsistent (each is a constructor argumen
   ``{"probabilities": softmax(s cos theta), "cosine": cos theta}`` and its registered
   objective (:func:`mrcar_objective`) applies ``fer_keras.losses.arcface_loss`` to the
   ``cosine`` output; inference, export and serving read only ``probabilities``. The
-  ``"softmax"`` variant returns the probabilities alone and trains with cross-entropy.
+  softmax head (the ``"softmax"`` variant, or ``head="softmax"``) returns
+  ``{"probabilities", "logits"}`` and trains with cross-entropy from the logits.
   ``MrCAR`` is a subclassed ``keras.Model`` whose ``get_config`` holds every constructor
   argument; the layers are built in ``__init__``, so ``.keras`` files load with
   ``safe_mode=True``. The convolutional trunk is a functional model
@@ -52,8 +53,9 @@ import keras
 
 from fer_keras.layers import ArcFace, BatchNormalization, CARBlock, DSBlock
 from fer_keras.losses.arcface import ArcFaceMarginLoss
+from fer_keras.losses.crossentropy import CrossEntropy
 from fer_keras.objective import Objective, Term
-from fer_keras.registry import Preset, classification_objective, register_model
+from fer_keras.registry import Preset, register_model
 from fer_keras.serialization import register
 from fer_spec import InputSpec
 from fer_spec.geometry import region_sizes as _region_sizes
@@ -133,7 +135,8 @@ class MrCAR(keras.Model):
 
     Returns:
         ``{"probabilities": [B, num_classes], "cosine": [B, num_classes]}`` float32 (the
-        cosines feed the ArcFace loss); the ``"softmax"`` variant returns the probabilities.
+        cosines feed the ArcFace loss); a softmax head returns ``"logits"`` instead of
+        ``"cosine"``.
 
     Example:
 
@@ -200,7 +203,7 @@ class MrCAR(keras.Model):
         self.branch_names = ("face",) if variant == "global_only" else ("face",) + REGIONS
         self.backbone = self._build_backbone()
         if head == "softmax":
-            self.head = keras.layers.Dense(self.num_classes, activation="softmax", name="probabilities", dtype="float32")
+            self.head = keras.layers.Dense(self.num_classes, name="classifier", dtype="float32")
         else:
             self.head = ArcFace(self.num_classes, scale=self.arcface_scale, margin=self.arcface_margin, name="probabilities", dtype="float32")
         self.head.build((None, self.embedding_dim))
@@ -227,13 +230,14 @@ class MrCAR(keras.Model):
         images = {name: inputs[name] for name in self.branch_names}
         embedding = self.backbone(images, training=training)
         if self.head_type == "softmax":
-            return self.head(embedding)
+            logits = self.head(embedding)
+            return {"probabilities": keras.ops.softmax(logits, axis=-1), "logits": logits}
         cosine = self.head.cosine(embedding)
         return {"probabilities": keras.ops.softmax(self.arcface_scale * cosine, axis=-1), "cosine": cosine}
 
     def compute_output_shape(self, input_shape):
         shape = (input_shape["face"][0], self.num_classes)
-        return shape if self.head_type == "softmax" else {"probabilities": shape, "cosine": shape}
+        return {"probabilities": shape, "logits" if self.head_type == "softmax" else "cosine": shape}
 
     def build_from_config(self, config):
         # Every layer is built in __init__; nothing to do (loading then sets the weights).
@@ -316,9 +320,10 @@ def mrcar_objective(model: MrCAR, target_kind: str, label_smoothing: float = 0.0
     and margin of the model) on the ``cosine`` output, from class ids, the margin optionally
     growing from 0 over ``margin_warmup_epochs``, the target optionally smoothed
     (``label_smoothing``; not in the paper); a softmax head (Table 6, -ALoss) trains with
-    cross-entropy."""
+    cross-entropy from its ``logits`` output (on probabilities, a head whose logits exploded
+    would get zero gradient: see ``fer_keras.losses.crossentropy``)."""
     if model.head_type == "softmax":
-        return classification_objective(model, target_kind, label_smoothing)
+        return Objective([Term("crossentropy", CrossEntropy(label_smoothing, from_logits=True), output="logits")])
     loss = ArcFaceMarginLoss(model.arcface_scale, model.arcface_margin, margin_warmup_epochs, label_smoothing=label_smoothing)
     term = Term("arcface", loss, output="cosine", target_kinds=("labels",))
     return Objective([term])

@@ -68,3 +68,14 @@ def test_arcface_margin_schedule_grows_from_zero_to_the_margin():
     assert np.all(at(0.0) < at(2.0)) and np.all(at(2.0) < at(4.0))
     fixed = ArcFaceMarginLoss(scale=16.0, margin=0.5)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(fixed(targets, cosine, Context())), plain(0.5), rtol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["labels", "distribution", "multi_hot"])
+def test_from_logits_equals_the_probability_form_for_every_target_kind(kind):
+    """``from_logits=True`` on log(P) + c gives the same losses as the probability form."""
+    values = {"labels": np.array([0, 2, 3]), "distribution": VOTES / VOTES.sum(1, keepdims=True), "multi_hot": (VOTES > 3).astype("float32")}[kind]
+    targets = Targets.from_batch(keras.ops.convert_to_tensor(values), kind)
+    logits = keras.ops.convert_to_tensor(np.log(P) + 3.0)
+    from_logits = keras.ops.convert_to_numpy(CrossEntropy(0.1 if kind == "labels" else 0.0, from_logits=True)(targets, logits))
+    reference = _loss(values, kind, 0.1 if kind == "labels" else 0.0)
+    np.testing.assert_allclose(from_logits, reference, rtol=1e-5)

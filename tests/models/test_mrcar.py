@@ -118,15 +118,26 @@ def test_global_only_ignores_regions_and_rafdb_builds():
 
 
 def test_softmax_head_combines_with_global_only_and_smoothing_reaches_the_arcface_loss():
-    """``head="softmax"`` on the global-only branch (the recipe study's proxy) returns the
-    probabilities alone and trains with cross-entropy; ``label_smoothing`` changes the ArcFace
-    loss to the smoothed target's cross-entropy of the margin logits (NumPy reference)."""
+    """``head="softmax"`` on the global-only branch (the recipe study's proxy) returns
+    probabilities and logits and trains with cross-entropy from the logits (so a saturated
+    wrong prediction keeps its gradient); ``label_smoothing`` changes the ArcFace loss to the
+    smoothed target's cross-entropy of the margin logits (NumPy reference)."""
     from fer_keras.objective import Targets
 
     m = build_mrcar(7, MRCAR_SPEC, variant="global_only", head="softmax")
     out = m({"face": _inputs(MRCAR_SPEC)["face"]}, training=False)
-    assert not isinstance(out, dict) and out.shape == (2, 7)
-    assert m.get_config()["head"] == "softmax" and [t.name for t in get_model_entry("mrcar").objective(m, "labels").terms] != ["arcface"]
+    assert sorted(out) == ["logits", "probabilities"] and m.get_config()["head"] == "softmax"
+    np.testing.assert_allclose(out["probabilities"].numpy(), keras.ops.softmax(out["logits"]).numpy(), atol=1e-6)
+    softmax_objective = get_model_entry("mrcar").objective(m, "labels")
+    exploded = {"logits": keras.ops.convert_to_tensor([[200.0, 0, 0, 0, 0, 0, 0]])}
+    wrong = Targets.from_batch(keras.ops.convert_to_tensor([3]), "labels")
+    import tensorflow as tf
+
+    logits = tf.Variable(exploded["logits"])
+    with tf.GradientTape() as tape:
+        loss, _ = softmax_objective(wrong, {"logits": logits})
+    np.testing.assert_allclose(loss.numpy(), [200.0], rtol=1e-5)  # not floored at -log(1e-7)
+    np.testing.assert_allclose(tape.gradient(loss, logits).numpy(), [[1, 0, 0, -1, 0, 0, 0]], atol=1e-6)
     with pytest.raises(ValueError, match="head"):
         build_mrcar(7, MRCAR_SPEC, variant="softmax", head="arcface")
 

@@ -19,6 +19,7 @@ from fer_keras.calibration import apply_temperature, calibration_report, fit_tem
 from fer_keras.inference import predict_scores
 from fer_keras.plots import plot_reliability
 from fer_keras.saving import attach_spec, load_model, model_spec, save_model
+from pipelines import cli
 
 FLAGS = flags.FLAGS
 
@@ -81,4 +82,4 @@ if __name__ == "__main__":
     flags.DEFINE_integer("seed", 0, "Seed of the halving.")
     flags.DEFINE_string("output", None, "Where to write the calibrated .keras (default: replace the input).")
     flags.DEFINE_string("report_dir", None, "Where to write the JSON report and reliability PNG (default: beside --output).")
-    app.run(main)
+    cli.run(main)

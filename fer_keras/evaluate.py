@@ -30,6 +30,7 @@ from fer_keras.label_mapping import map_classes
 from fer_keras.metrics import classification_report
 from fer_keras.plots import plot_confusion_matrix
 from fer_keras.saving import load_model, model_spec
+from pipelines import cli
 
 FLAGS = flags.FLAGS
 
@@ -128,4 +129,4 @@ if __name__ == "__main__":
     flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation.")
     flags.DEFINE_integer("limit", None, "Evaluate at most this many images.")
     flags.DEFINE_string("output_dir", None, "Where to write report.json and PNGs (default beside the model).")
-    app.run(main)
+    cli.run(main)

@@ -7,11 +7,18 @@
 Folders are searched recursively for images; videos (by extension) need
 ``pip install fer_keras[video]``. JSON holds one entry per photo/video (frames inside);
 CSV one row per face, and one row with ``no_face=1`` for a photo or frame without a face.
-Files that cannot be read are reported and skipped; the exit status is 1 if any was.
+
+stdout holds the results (one line per photo, then the summary); progress bars go to stderr
+(plain when it is not a terminal), and so does one ``skipped <file>: <reason>`` line per
+file that could not be read; the exit status is then 1. Bad flags, an unknown model or a
+bad ``--output`` name stop the run with one ``error:`` line and status 2. Photos of any size
+are detected at a bounded working size (``--max_detection_side``), one at a time, so
+memory does not grow with their size or number (``fer_keras.recognizer``).
 """
 
 from __future__ import annotations
 
+import collections
 import csv
 import json
 import os
@@ -19,7 +26,10 @@ import sys
 
 from absl import app, flags
 
+from fer_keras.recognizer import DETECTION_MAX_SIDE, Recognizer, annotate, list_images, read_photo
+from fer_keras.video import is_video
 from fer_keras.weights import DEFAULT_MODEL
+from pipelines import cli
 
 FLAGS = flags.FLAGS
 
@@ -28,9 +38,6 @@ CSV_FIELDS = ("path", "frame", "timestamp", "face", "no_face", "label", "class_i
 
 def expand_paths(paths) -> tuple[list[str], list[str], list[tuple[str, str]]]:
     """``(images, videos, missing)`` from files and folders (recursive image search)."""
-    from fer_keras.recognizer import list_images
-    from fer_keras.video import is_video
-
     images, videos, missing = [], [], []
     for path in paths:
         if os.path.isdir(path):
@@ -88,8 +95,6 @@ def annotated_path(annotate_dir: str, path: str, roots: list[str]) -> str:
 
 
 def summarize(photos, videos, skipped) -> str:
-    import collections
-
     labels = collections.Counter()
     faces = no_face = frames = 0
     for photo in photos:
@@ -111,14 +116,13 @@ def summarize(photos, videos, skipped) -> str:
     return text
 
 
-def run(paths, model=DEFAULT_MODEL, output=None, annotate_dir=None, min_confidence=0.9, ten_crop=False, every_n_frames=10, batch_size=32, progress=True, recognizer=None) -> dict:
+def run(paths, model=DEFAULT_MODEL, output=None, annotate_dir=None, min_confidence=0.9, ten_crop=False, every_n_frames=10, batch_size=32, progress=True,
+        recognizer=None, max_detection_side=DETECTION_MAX_SIDE) -> dict:
     """The CLI as a function: returns ``{"photos", "videos", "skipped", "entries"}``."""
-    from fer_keras.recognizer import Recognizer, annotate, read_photo
-
     if output and not output.lower().endswith((".json", ".csv")):
         raise ValueError(f"--output must end in .json or .csv. Received: {output}")
     images, video_paths, skipped = expand_paths(paths)
-    recognizer = recognizer or Recognizer(model, min_confidence=min_confidence, ten_crop=ten_crop, batch_size=batch_size)
+    recognizer = recognizer or Recognizer(model, min_confidence=min_confidence, ten_crop=ten_crop, batch_size=batch_size, max_detection_side=max_detection_side)
     many = recognizer.recognize_many(images, progress=progress and len(images) > 1)
     skipped += many.skipped
     videos = []
@@ -145,9 +149,9 @@ def run(paths, model=DEFAULT_MODEL, output=None, annotate_dir=None, min_confiden
 def main(argv):
     paths = argv[1:]
     if not paths:
-        print("Usage: python -m fer_keras.predict PATH... [--model=baseline-fer2013] [--output=results.json]", file=sys.stderr)
-        return 2
-    result = run(paths, FLAGS.model, FLAGS.output, FLAGS.annotate_dir, FLAGS.min_confidence, FLAGS.ten_crop, FLAGS.every_n_frames, FLAGS.batch_size, FLAGS.progress)
+        raise app.UsageError("no photo, folder or video given. Usage: python -m fer_keras.predict PATH... [--model=NAME] [--output=results.json|.csv]")
+    result = run(paths, FLAGS.model, FLAGS.output, FLAGS.annotate_dir, FLAGS.min_confidence, FLAGS.ten_crop, FLAGS.every_n_frames, FLAGS.batch_size, FLAGS.progress,
+                 max_detection_side=FLAGS.max_detection_side)
     if not FLAGS.output:
         for photo in result["photos"]:
             faces = ", ".join(f"{f.label} {f.probabilities[f.label]:.2f}" for f in photo.faces) or "no face"
@@ -166,7 +170,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("annotate_dir", None, "Write each photo with boxes and labels drawn here (PNG).")
     flags.DEFINE_float("min_confidence", 0.9, "MTCNN confidence threshold for a face.")
     flags.DEFINE_bool("ten_crop", False, "Average ten crops per face.")
-    flags.DEFINE_integer("every_n_frames", 10, "Videos: classify every n-th frame.")
-    flags.DEFINE_integer("batch_size", 32, "Faces per model call.")
-    flags.DEFINE_bool("progress", True, "Progress bars for folders and videos.")
-    app.run(main)
+    flags.DEFINE_integer("every_n_frames", 10, "Videos: classify every n-th frame.", lower_bound=1)
+    flags.DEFINE_integer("batch_size", 32, "Faces per model call (and video frames per detection call).", lower_bound=1)
+    flags.DEFINE_integer("max_detection_side", DETECTION_MAX_SIDE, "Longer side of the working image faces are detected on; faces below ~20 px of it are missed.", lower_bound=1)
+    flags.DEFINE_bool("progress", True, "Progress bars (on stderr) for folders and videos.")
+    cli.run(main)

@@ -20,6 +20,7 @@ from absl import app, flags, logging
 
 from fer_keras.training.schedules import OPTIMIZERS, SCHEDULES
 from fer_keras.training.strategy import STRATEGIES
+from pipelines import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model", "baseline", "Registered model name (see --list_models).")
@@ -249,4 +250,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -37,6 +37,14 @@ class VideoInfo:
     frames: int
     size: tuple[int, int]
 
+    def frames_read(self, every_n_frames: int = 1, max_frames: int | None = None) -> int | None:
+        """How many frames ``read_frames`` yields: indices 0, n, 2n, ... below ``frames``, at
+        most ``max_frames`` (None when the container does not give its frame count)."""
+        if not self.frames:
+            return max_frames
+        count = -(-self.frames // every_n_frames)  # ceil: 12 frames, every 1 -> 12; every 5 -> 0, 5, 10
+        return count if max_frames is None else min(count, max_frames)
+
 
 def _open(path):
     av = _av()

@@ -83,14 +83,24 @@ def _to_array(img: Image.Image) -> np.ndarray:
     return np.asarray(img, dtype=np.uint8)
 
 
+def _orientation(img: Image.Image) -> int:
+    """The EXIF orientation tag (1 = upright), 1 when missing or unreadable."""
+    try:
+        return img.getexif().get(0x0112, 1) or 1
+    except Exception:  # a corrupt EXIF block is no reason to reject decodable pixels
+        return 1
+
+
+def _upright_size(img: Image.Image) -> tuple[int, int]:
+    """``(height, width)`` of ``img`` once :func:`_upright` has turned it."""
+    width, height = img.size
+    return (width, height) if _orientation(img) in (5, 6, 7, 8) else (height, width)  # 90/270-degree turns
+
+
 def _upright(img: Image.Image) -> Image.Image:
     """``img`` turned per its EXIF orientation (Pillow's ``exif_transpose``); unchanged when it
     has no orientation tag or its EXIF block cannot be parsed (the pixels decoded fine)."""
-    try:
-        orientation = img.getexif().get(0x0112, 1)
-    except Exception:  # a corrupt EXIF block is no reason to reject decodable pixels
-        return img
-    if orientation in (None, 1):
+    if _orientation(img) == 1:
         return img
     try:
         return ImageOps.exif_transpose(img)
@@ -109,13 +119,44 @@ def to_channels(image: np.ndarray, channels: int | None) -> np.ndarray:
     raise ValueError(f"channels must be 1, 3 or None. Received: channels={channels!r}")
 
 
-def decode_image(data_or_path: ImageSource, where: str | None = None, channels: int | None = None) -> np.ndarray:
+def image_size(data_or_path: ImageSource, where: str | None = None) -> tuple[int, int]:
+    """``(height, width)`` of the image as :func:`decode_image` returns it (upright), read
+    from the header without decoding the pixels.
+
+    Raises:
+        ImageDecodeError: not an image Pillow can open (the message names the file).
+    """
+    if where is None:
+        where = os.fspath(data_or_path) if isinstance(data_or_path, (str, os.PathLike)) else "<bytes>"
+    try:
+        with Image.open(_open_source(data_or_path)) as img:
+            return _upright_size(img)
+    except Exception as error:
+        raise ImageDecodeError(f"{where}: cannot read image ({type(error).__name__}: {error}). Expected {EXPECTED}.") from error
+
+
+def bounded_size(size: tuple[int, int], max_side: int) -> tuple[int, int]:
+    """``(height, width)`` scaled down (aspect kept, rounded) so the longer side is ``max_side``;
+    ``size`` itself when it already fits."""
+    height, width = size
+    if max(height, width) <= max_side:
+        return height, width
+    scale = max_side / max(height, width)
+    return max(1, round(height * scale)), max(1, round(width * scale))
+
+
+def decode_image(data_or_path: ImageSource, where: str | None = None, channels: int | None = None, max_side: int | None = None) -> np.ndarray:
     """Decode an image file, byte string or file object to ``uint8 [H, W, C]``.
 
     Args:
         data_or_path: path, bytes or binary file object.
         where: str. Name used in error messages (defaults to the path when given one).
         channels: 1, 3 or None (keep 1 for gray sources, 3 for color ones).
+        max_side: int or None. Decode a larger image at :func:`bounded_size` (longer side
+            ``max_side``): a JPEG is decoded at its smallest DCT scale (1/2, 1/4, 1/8;
+            Pillow's ``Image.draft``) still at least that size, so a 6000x6000 photo never
+            exists in memory at full size, then resized with Pillow's antialiasing bilinear
+            filter. Other formats are decoded whole, then resized.
 
     Raises:
         ImageDecodeError: the data is not a complete, decodable image. The file is fully
@@ -127,6 +168,10 @@ def decode_image(data_or_path: ImageSource, where: str | None = None, channels: 
         where = os.fspath(data_or_path) if isinstance(data_or_path, (str, os.PathLike)) else "<bytes>"
     try:
         with Image.open(_open_source(data_or_path)) as img:
+            target = None
+            if max_side is not None and max(img.size) > max_side:
+                target = bounded_size(_upright_size(img), max_side)
+                img.draft(None, bounded_size(img.size[::-1], max_side)[::-1])  # JPEG only; a no-op for others
             img.load()
             array = _to_array(_upright(img))
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError, EOFError, zlib.error...
@@ -136,6 +181,8 @@ def decode_image(data_or_path: ImageSource, where: str | None = None, channels: 
         ) from error
     if array.ndim != 3 or array.shape[0] == 0 or array.shape[1] == 0:
         raise ImageDecodeError(f"{where}: decoded to an empty image of shape {array.shape}. Expected {EXPECTED}.")
+    if target is not None:
+        array = resize_image(array, target)
     return to_channels(array, channels)
 
 

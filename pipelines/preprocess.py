@@ -1,8 +1,14 @@
 """Detect, align and cache a data set as TFRecord shards (resumable).
 
     python -m pipelines.preprocess --dataset=fer2013 --data_dir=../shared/datasets/fer2013 \
-        --split=train --output_dir=.cache/fer2013_train --face_size=48 --shard_size=2000 \
+        --output_dir=.cache/fer2013 [--split=train,val] --face_size=48 --shard_size=2000 \
         --no_face=assume_aligned --min_confidence=0.9 --batch_size=32 [--limit=N]
+
+Each split goes to ``<output_dir>/<split>/``, the layout ``--dataset=cache
+--data_dir=<output_dir>`` reads (``pipelines.datasets.cache``); without ``--split`` both the
+training and the validation split of the data set are cached, so
+``python -m fer_keras.train --dataset=cache --data_dir=<output_dir>`` finds both.
+``--limit=N`` caches the first N examples of each split.
 
 Example ``i`` of the adapter's (deterministic) order goes to shard ``i // shard_size``.
 A re-run skips shards already finished (final file + ``.done`` marker) without running
@@ -20,9 +26,12 @@ import os
 from typing import Iterable, Iterator
 
 import numpy as np
+from absl import flags
 
+from pipelines import cli, tfrecords
 from pipelines import faces as faces_lib
-from pipelines import tfrecords
+from pipelines.datasets import open_dataset
+from pipelines.datasets.splits import default_splits
 
 # Settings that must agree between a cache and a resuming run.
 _CONTENT_KEYS = ("dataset", "split", "face_size", "channels", "shard_size", "no_face", "min_confidence")
@@ -41,6 +50,48 @@ def _shard_batches(examples: Iterable, shard_size: int) -> Iterator[tuple[int, l
         yield index, chunk
 
 
+def _write_shards(examples: Iterable, output_dir: str, shard_size: int, batch_size: int, preprocessor, advance) -> tuple[list[str], int]:
+    """Write every unfinished shard of ``examples`` (finished ones are skipped unread by
+    MTCNN); ``advance(n)`` after each batch. Returns ``(shard names, examples resumed)``."""
+    resumed = 0
+    shard_names = []
+    for index, chunk in _shard_batches(examples, shard_size):
+        shard_names.append(tfrecords.shard_name(index))
+        if tfrecords.shard_done(output_dir, index):
+            resumed += len(chunk)
+            advance(len(chunk))
+            continue
+        before = dict(preprocessor.stats.as_dict())
+        records = []
+        for start in range(0, len(chunk), batch_size):
+            batch = chunk[start : start + batch_size]
+            for example, result in zip(batch, preprocessor.process_batch([e.image for e in batch])):
+                if isinstance(result, faces_lib.NoFace):
+                    continue
+                records.append(
+                    tfrecords.Record(
+                        face=result.face,
+                        landmarks=result.landmarks,
+                        target=example.target,
+                        path=str(example.meta.get("path", "")),
+                        detected=result.detected,
+                        confidence=result.confidence,
+                    )
+                )
+            advance(len(batch))
+        after = preprocessor.stats.as_dict()
+        stats = {k: after[k] - before[k] for k in ("total", "detected", "assumed_aligned", "skipped")}
+        class_counts = collections.Counter(_label_index(r.target) for r in records)
+        tfrecords.write_shard(
+            output_dir,
+            index,
+            records,
+            info={"first_example": index * shard_size, "examples": len(chunk), "stats": stats,
+                  "class_counts": {str(k): v for k, v in sorted(class_counts.items())}},
+        )
+    return shard_names, resumed
+
+
 def run(
     dataset,
     output_dir: str,
@@ -57,9 +108,7 @@ def run(
     verbose: int = 1,
 ) -> dict:
     """Preprocess ``dataset`` (an adapter: iterable of ``Example`` with ``class_names``)
-    into ``output_dir``; returns the manifest."""
-    import keras
-
+    into ``output_dir`` (the folder of this one split); returns the manifest."""
     if shard_size <= 0:
         raise ValueError(f"shard_size must be positive. Received: shard_size={shard_size}")
     os.makedirs(output_dir, exist_ok=True)
@@ -102,45 +151,12 @@ def run(
         preprocessor = faces_lib.FacePreprocessor(
             face_size, no_face=no_face, channels=channels, min_confidence=min_confidence, batch_size=batch_size
         )
-    total = limit or (len(dataset) if hasattr(dataset, "__len__") else None)
-    progbar = keras.utils.Progbar(total, verbose=verbose, unit_name="image", stateful_metrics=["detected", "resumed"])
-    seen = resumed = 0
-    shard_names = []
-    for index, chunk in _shard_batches(examples, shard_size):
-        shard_names.append(tfrecords.shard_name(index))
-        seen += len(chunk)
-        if tfrecords.shard_done(output_dir, index):
-            resumed += len(chunk)
-            progbar.update(seen, [("resumed", resumed)])
-            continue
-        before = dict(preprocessor.stats.as_dict())
-        records = []
-        for start in range(0, len(chunk), batch_size):
-            batch = chunk[start : start + batch_size]
-            for example, result in zip(batch, preprocessor.process_batch([e.image for e in batch])):
-                if isinstance(result, faces_lib.NoFace):
-                    continue
-                records.append(
-                    tfrecords.Record(
-                        face=result.face,
-                        landmarks=result.landmarks,
-                        target=example.target,
-                        path=str(example.meta.get("path", "")),
-                        detected=result.detected,
-                        confidence=result.confidence,
-                    )
-                )
-            progbar.update(min(seen, seen - len(chunk) + start + len(batch)), [("detected", preprocessor.stats.detection_rate)])
-        after = preprocessor.stats.as_dict()
-        stats = {k: after[k] - before[k] for k in ("total", "detected", "assumed_aligned", "skipped")}
-        class_counts = collections.Counter(_label_index(r.target) for r in records)
-        tfrecords.write_shard(
-            output_dir,
-            index,
-            records,
-            info={"first_example": index * shard_size, "examples": len(chunk), "stats": stats,
-                  "class_counts": {str(k): v for k, v in sorted(class_counts.items())}},
-        )
+    total = len(dataset) if hasattr(dataset, "__len__") else None
+    if limit:
+        total = min(limit, total) if total is not None else limit
+    with cli.progress_bar(enabled=verbose > 0) as bar:
+        task = bar.add_task(f"{dataset_name}/{settings['split']}", total=total)
+        shard_names, resumed = _write_shards(examples, output_dir, shard_size, batch_size, preprocessor, lambda n: bar.advance(task, n))
 
     markers = {m["shard"]: m for m in tfrecords.read_markers(output_dir)}
     missing = [name for name in shard_names if name not in markers]
@@ -173,58 +189,65 @@ def run(
     return manifest
 
 
+def split_command(manifest: dict, split: str, cache_root: str) -> str:
+    """The command that caches ``split`` into ``<cache_root>/<split>/`` with the settings of
+    a sibling split's ``manifest`` (what a cache with one split missing needs)."""
+    return (
+        f"python -m pipelines.preprocess --dataset={manifest['dataset']} --data_dir={manifest['data_dir']} "
+        f"--split={split} --output_dir={cache_root} --face_size={manifest['face_size']} --channels={manifest['channels']} "
+        f"--shard_size={manifest['shard_size']} --no_face={manifest['no_face']} --min_confidence={manifest['min_confidence']}"
+    )
+
+
+def summary(manifest: dict, output_dir: str) -> str:
+    """Three lines on a finished cache: faces cached, detection rate, adapter skips."""
+    d = manifest["detection"]
+    skipped = manifest["adapter_skipped"]
+    return (
+        f"{manifest['counts']['records']} faces cached in {len(manifest['shards'])} shards at {output_dir} "
+        f"({manifest['resumed_examples']} examples from finished shards reused).\n"
+        f"Detection rate {100 * d['detection_rate']:.1f}% ({d['detected']}/{d['total']}); "
+        f"{d['assumed_aligned']} taken as already aligned; {d['skipped']} skipped (no face).\n"
+        "Adapter skipped: " + (", ".join(f"{n} {r}" for r, n in skipped.items()) if skipped else "nothing")
+    )
+
+
 def main(argv):
     del argv
-    from absl import flags
-
-    from pipelines.datasets import open_dataset
-
     f = flags.FLAGS
-    dataset = open_dataset(f.dataset, f.data_dir, f.split, on_error=f.on_error)
-    manifest = run(
-        dataset,
-        f.output_dir,
-        dataset_name=f.dataset,
-        face_size=f.face_size,
-        shard_size=f.shard_size,
-        no_face=f.no_face,
-        min_confidence=f.min_confidence,
-        limit=f.limit or None,
-        batch_size=f.batch_size,
-        channels=f.channels or None,
-    )
-    d = manifest["detection"]
-    print(
-        f"\n{manifest['counts']['records']} faces cached in {len(manifest['shards'])} shards at {f.output_dir} "
-        f"({manifest['resumed_examples']} examples from finished shards reused)."
-    )
-    print(
-        f"Detection rate {100 * d['detection_rate']:.1f}% ({d['detected']}/{d['total']}); "
-        f"{d['assumed_aligned']} taken as already aligned; {d['skipped']} skipped (no face)."
-    )
-    skipped = manifest["adapter_skipped"]
-    print("Adapter skipped: " + (", ".join(f"{n} {r}" for r, n in skipped.items()) if skipped else "nothing"))
+    for split in f.split or default_splits(f.dataset):
+        output_dir = os.path.join(f.output_dir, split)
+        manifest = run(
+            open_dataset(f.dataset, f.data_dir, split, on_error=f.on_error),
+            output_dir,
+            dataset_name=f.dataset,
+            face_size=f.face_size,
+            shard_size=f.shard_size,
+            no_face=f.no_face,
+            min_confidence=f.min_confidence,
+            limit=f.limit or None,
+            batch_size=f.batch_size,
+            channels=f.channels or None,
+        )
+        print(summary(manifest, output_dir))
+    return 0
 
 
 def _define_flags():
-    from absl import flags
-
     flags.DEFINE_string("dataset", None, "Data set name for pipelines.datasets.open_dataset.", required=True)
     flags.DEFINE_string("data_dir", None, "Data set root (or file).", required=True)
-    flags.DEFINE_string("split", "train", "Split of the data set.")
-    flags.DEFINE_string("output_dir", None, "Cache directory for shards and manifest.", required=True)
+    flags.DEFINE_list("split", None, "Splits to cache, e.g. train,val (default: the data set's training and validation splits).")
+    flags.DEFINE_string("output_dir", None, "Cache root: split S goes to <output_dir>/S/, what --dataset=cache --data_dir=<output_dir> reads.", required=True)
     flags.DEFINE_integer("face_size", 48, "Side of the aligned square face.")
     flags.DEFINE_integer("shard_size", 2000, "Examples per shard (example i -> shard i // shard_size).")
     flags.DEFINE_enum("no_face", "assume_aligned", list(faces_lib.NO_FACE_CHOICES), "What to do without a detected face.")
     flags.DEFINE_float("min_confidence", 0.9, "MTCNN confidence a face needs.")
-    flags.DEFINE_integer("limit", 0, "Only the first N examples (0: all).")
+    flags.DEFINE_integer("limit", 0, "Only the first N examples of each split (0: all).")
     flags.DEFINE_integer("batch_size", 32, "Images per MTCNN call.")
     flags.DEFINE_integer("channels", 0, "Channels of cached faces: 1, 3, or 0 = as the data set's images.")
     flags.DEFINE_enum("on_error", "skip", ["skip", "raise"], "Adapter behaviour on bad images.")
 
 
 if __name__ == "__main__":
-    from absl import app
-
     _define_flags()
-    app.run(main)
+    cli.run(main)

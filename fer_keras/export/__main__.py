@@ -21,6 +21,8 @@ import tempfile
 
 from absl import app, flags
 
+from pipelines import cli
+
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A trained .keras model.")
 flags.DEFINE_list("ensemble", [], "Comma-separated .keras members of an ensemble SavedModel (instead of --model_path).")
@@ -118,4 +120,4 @@ def _write_tflite(saved_model_dir, spec):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run(main)

@@ -18,12 +18,13 @@ import platform
 import tempfile
 
 import numpy as np
-from absl import app, flags
+from absl import flags
 
 from fer_keras import weights
 from fer_keras.inference import predict_scores
 from fer_keras.metrics import classification_report
 from fer_keras.saving import load_model, model_spec, save_model
+from pipelines import cli
 
 # float16 is shipped when its top-1 agrees with float32 on at least this share of the
 # validation images and its accuracy moves by at most this much (absolute).
@@ -174,4 +175,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("output_dir", None, "Where to write (default: the fer_keras/weights package folder).")
     flags.DEFINE_bool("ten_crop", True, "Also score ten-crop testing (10x the forward passes).")
     flags.DEFINE_integer("limit", None, "Score at most this many validation images (quick checks only).")
-    app.run(main)
+    cli.run(main)

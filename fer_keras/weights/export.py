@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 
-from absl import app, flags
+from absl import flags
+
+from pipelines import cli
 
 
 def export_pretrained(name: str, export_root: str, version: int | None = None, served_name: str | None = None) -> str:
@@ -42,4 +44,4 @@ if __name__ == "__main__":
     flags.DEFINE_string("export_root", "serving/models", "TF Serving model root.")
     flags.DEFINE_integer("version", None, "Version number (default: next free one).")
     flags.DEFINE_string("served_name", None, "Directory/model name under export_root (default: the pretrained name).")
-    app.run(main)
+    cli.run(main)

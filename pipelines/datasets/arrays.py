@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from pipelines import cli
 from pipelines.datasets.base import Example, FerDataset, FileDataset, SkipReport
 from pipelines.images import ImageDecodeError, resize_image, to_channels
 
@@ -42,15 +43,14 @@ def _load_one(dataset: FileDataset, record, image_size, channels):
         return None, error
 
 
-def _file_examples(dataset: FileDataset, image_size, channels, limit, progbar, workers):
+def _file_examples(dataset: FileDataset, image_size, channels, limit, set_total, workers):
     records = dataset.records()
     if limit is not None and limit < len(records):
         # A seeded random subset, kept in source order: every class is represented even
         # when the source lists its files class by class.
         keep = np.sort(np.random.default_rng(0).choice(len(records), size=limit, replace=False))
         records = [records[i] for i in keep]
-    if progbar is not None:
-        progbar.target = len(records) if limit is None else min(limit, len(records))
+    set_total(len(records) if limit is None else min(limit, len(records)))
     workers = workers or min(8, (os.cpu_count() or 1) + 2)
     chunk = 1024
     produced = 0
@@ -78,7 +78,7 @@ def load_arrays(dataset: FerDataset, image_size=None, channels=None, limit=None,
         channels: 1, 3 or None (keep the adapter's).
         limit: load at most this many examples: a seeded random subset (in source order)
             for file-based adapters, the first ``limit`` for generated ones.
-        progress: show a ``keras.utils.Progbar``.
+        progress: show a progress bar on stderr (``pipelines.cli.progress_bar``).
         workers: decoding threads for file-based adapters (default min(8, cpus + 2)).
 
     Returns: ``LoadedArrays`` (images uint8 [N, H, W, C], targets int32 [N] or
@@ -88,17 +88,14 @@ def load_arrays(dataset: FerDataset, image_size=None, channels=None, limit=None,
         ValueError: no example at all (names the data dir, split and expected layout), or
             images of different sizes/channels without ``image_size``/``channels``.
     """
-    progbar = None
-    if progress:
-        import keras
-
-        progbar = keras.utils.Progbar(target=None, unit_name="image")
+    bar = cli.progress_bar(progress)
+    task = bar.add_task(f"{dataset.name}/{dataset.split}", total=None)
     dataset.skipped = SkipReport()
     if isinstance(dataset, FileDataset):
-        examples = _file_examples(dataset, image_size, channels, limit, progbar, workers)
+        examples = _file_examples(dataset, image_size, channels, limit, lambda total: bar.update(task, total=total), workers)
     else:
-        if progbar is not None and hasattr(dataset, "__len__"):
-            progbar.target = len(dataset) if limit is None else min(limit, len(dataset))
+        if hasattr(dataset, "__len__"):
+            bar.update(task, total=len(dataset) if limit is None else min(limit, len(dataset)))
 
         def _sequential():
             for i, example in enumerate(dataset._iterate()):
@@ -109,21 +106,21 @@ def load_arrays(dataset: FerDataset, image_size=None, channels=None, limit=None,
 
     images, targets, paths, metas = [], [], [], []
     first = None
-    for example in examples:
-        path = str(example.meta.get("path", "?"))
-        if first is None:
-            first = (example.image.shape, path)
-        elif example.image.shape != first[0]:
-            raise ValueError(
-                f"{path}: image shape {example.image.shape} differs from {first[0]} of {first[1]}. "
-                "Pass image_size=(height, width) (and channels=) to load_arrays to resize."
-            )
-        images.append(example.image)
-        targets.append(example.target)
-        paths.append(path)
-        metas.append(example.meta)
-        if progbar is not None:
-            progbar.add(1)
+    with bar:
+        for example in examples:
+            path = str(example.meta.get("path", "?"))
+            if first is None:
+                first = (example.image.shape, path)
+            elif example.image.shape != first[0]:
+                raise ValueError(
+                    f"{path}: image shape {example.image.shape} differs from {first[0]} of {first[1]}. "
+                    "Pass image_size=(height, width) (and channels=) to load_arrays to resize."
+                )
+            images.append(example.image)
+            targets.append(example.target)
+            paths.append(path)
+            metas.append(example.meta)
+            bar.advance(task)
 
     if not images:
         layout = getattr(dataset, "layout", "") or "see the adapter's docstring"

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from fer_keras import predict, weights
+from tests.cli_output import own_lines, run_cli
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -79,3 +80,26 @@ def test_video_rows_have_frames_and_timestamps(recognizer, faces_dir, tmp_path):
 def test_bad_output_extension_is_rejected(recognizer, faces_dir):
     with pytest.raises(ValueError, match=r"\.json or \.csv"):
         predict.run([str(faces_dir)], output="out.txt", recognizer=recognizer)
+
+
+def test_stdout_redirected_to_a_file_holds_plain_results_and_the_bars_go_to_stderr(faces_dir, tmp_path):
+    """Results and the summary on lines of their own in stdout, no escape codes anywhere;
+    progress bars (12/12 for a 12-frame video read whole) and skipped files on stderr."""
+    pytest.importorskip("av")
+    from fer_keras.video import write_video
+
+    rgb = np.asarray(Image.open(faces_dir / "surprised_man.png").convert("RGB"))[:188, :166]
+    clip = write_video(tmp_path / "clip.mp4", [rgb] * 12, fps=6)
+    angry, surprised, missing = faces_dir / "angry_man.png", faces_dir / "surprised_man.png", tmp_path / "missing.jpg"
+    with (tmp_path / "stdout.txt").open("w") as stdout:
+        proc = run_cli("-m", "fer_keras.predict", str(angry), str(surprised), str(missing), clip, "--every_n_frames=1", stdout=stdout, stderr=subprocess.PIPE)
+    assert proc.returncode == 1  # a file was skipped
+    out = (tmp_path / "stdout.txt").read_text()
+    assert "\x1b" not in out and "\r" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{angry}: angry ") and lines[1].startswith(f"{surprised}: surprise ")
+    assert lines[2] == "2 photo(s): 2 face(s), 0 without a face; 1 video(s): 12 frame(s) read; 1 skipped"
+    assert "\x1b" not in proc.stderr
+    err = own_lines(proc.stderr)
+    assert f"skipped {missing}: no such file or folder" in err
+    assert [line.split()[-3] for line in err if line.startswith(("photos ", "clip.mp4 "))] == ["2/2", "12/12"]

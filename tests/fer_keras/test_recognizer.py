@@ -225,3 +225,12 @@ def test_faces_are_framed_as_the_models_training_faces(recognizer, faces_dir):
     framed = recognizer._frame(image, [face])[0]
     np.testing.assert_array_equal(framed, crop_frame(to_channels(image, 1), face.box, 48))
     assert np.abs(framed.astype(int) - align_face(to_channels(image, 1), face.landmarks, 48)[0].astype(int)).mean() > 5
+
+
+def test_frames_read_counts_frames_0_n_2n_below_the_total():
+    """The video progress bar's total: 12 frames read whole are 12 (not 13); every 5th: 0, 5, 10."""
+    from fer_keras.video import VideoInfo
+
+    info = VideoInfo(fps=6.0, frames=12, size=(188, 166))
+    assert [info.frames_read(n) for n in (1, 2, 5, 12, 13)] == [12, 6, 3, 1, 1]
+    assert info.frames_read(1, max_frames=4) == 4 and VideoInfo(6.0, 0, (2, 2)).frames_read(3) is None

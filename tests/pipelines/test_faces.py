@@ -209,3 +209,24 @@ def test_preprocessor_assume_aligned_and_skip(detector, fer_images, photos):
     assert [type(r).__name__ for r in out] == ["NoFace", "ProcessedFace", "NoFace"]
     assert out[1].face.shape == (64, 64, 3)
     assert skip.stats.skipped == 2 and skip.stats.detected == 1 and skip.stats.detection_rate == pytest.approx(1 / 3)
+
+
+def test_a_detection_call_holds_at_most_max_batch_pixels():
+    """Large same-size images (video frames) are not detected batch_size at a time: MTCNN's
+    memory grows with the pixels of one call. Small ones (48x48 faces) still batch fully."""
+
+    class CallSizes:
+        def __init__(self):
+            self.sizes = []
+
+        def detect_faces(self, batch, **kwargs):
+            self.sizes.append(len(batch))
+            return np.zeros((0, 16))
+
+    calls = CallSizes()
+    detector = faces.FaceDetector(batch_size=32, max_batch_pixels=2_500_000, mtcnn=calls)
+    detector.detect([np.zeros((1000, 1000, 3), np.uint8)] * 5)
+    assert calls.sizes == [2, 2, 1]
+    calls.sizes.clear()
+    detector.detect([np.zeros((48, 48, 3), np.uint8)] * 40)
+    assert calls.sizes == [32, 8]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from pipelines.images import ImageDecodeError, decode_image, resize_image
+from pipelines.images import ImageDecodeError, bounded_size, decode_image, image_size, resize_image
 
 
 def _save(img: Image.Image, path, **kwargs):
@@ -132,3 +132,19 @@ def test_resize_image():
     flat = np.full((10, 10, 1), 77, np.uint8)
     assert np.all(resize_image(flat, 64) == 77)
     assert resize_image(img, 48) is img
+
+
+def test_max_side_decodes_a_large_jpeg_small_and_upright(tmp_path):
+    """A 1800x1200 JPEG (EXIF: turn 90 degrees) at max_side=300: the upright 300x200, the
+    same picture as decoding whole and resizing; image_size reads the upright size unread."""
+    yy, xx = np.mgrid[0:1200, 0:1800].astype(np.uint16)
+    pixels = np.stack([xx * 255 // 1800, yy * 255 // 1200, np.full_like(xx, 128)], -1).astype(np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored turned: decoded 1200 wide, 1800 high
+    Image.fromarray(pixels).save(tmp_path / "large.jpg", quality=95, exif=exif)
+    assert image_size(tmp_path / "large.jpg") == (1800, 1200)
+    small = decode_image(tmp_path / "large.jpg", max_side=300)
+    assert small.shape == (300, 200, 3) and bounded_size((1800, 1200), 300) == (300, 200)
+    whole = resize_image(decode_image(tmp_path / "large.jpg"), (300, 200))
+    assert np.abs(small.astype(int) - whole).mean() < 2.0
+    assert decode_image(tmp_path / "large.jpg", max_side=2000).shape == (1800, 1200, 3)  # fits: decoded whole

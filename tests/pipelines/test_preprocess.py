@@ -138,8 +138,21 @@ def test_cli_end_to_end(fer2013_dir, tmp_path):
     done = subprocess.run(cmd, env=env, cwd=repo, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "Detection rate" in done.stdout
-    manifest = tfrecords.read_manifest(str(out))
+    assert sorted(os.listdir(out)) == ["train"]  # <output_dir>/<split>/, the layout --dataset=cache reads
+    manifest = tfrecords.read_manifest(str(out / "train"))
     assert manifest["counts"]["records"] == 40 and len(manifest["shards"]) == 2
+
+
+def test_a_cache_missing_a_split_names_the_command_that_makes_it(tmp_path):
+    settings = {"dataset": "fer2013", "data_dir": "../shared/datasets/fer2013", "split": "train", "face_size": 48, "channels": 1,
+                "shard_size": 2000, "no_face": "assume_aligned", "min_confidence": 0.9, "class_names": list("abcdefg")}
+    (tmp_path / "train").mkdir()
+    tfrecords.write_manifest(str(tmp_path / "train"), settings)
+    with pytest.raises(ValueError) as error:
+        open_dataset("cache", str(tmp_path), "val")
+    command = str(error.value).split("Cache the val split with: ", 1)[1]
+    assert command == (f"python -m pipelines.preprocess --dataset=fer2013 --data_dir=../shared/datasets/fer2013 --split=val --output_dir={tmp_path} "
+                       "--face_size=48 --channels=1 --shard_size=2000 --no_face=assume_aligned --min_confidence=0.9")
 
 
 def test_cache_adapter_trains_from_preprocessed_shards(fer2013_dir, detector, adapter_examples, tmp_path):

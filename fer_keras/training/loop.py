@@ -48,6 +48,7 @@ from fer_keras.training.checkpoint import RunCheckpoint, random_states
 from fer_keras.training.schedules import learning_rate_at, make_optimizer
 from fer_keras.training.strategy import task_info
 from pipelines import input as input_pipeline
+from pipelines.cli import progress_bar
 
 HISTORY_FIELDS = ("epoch", "learning_rate", "loss", "accuracy", "val_loss", "val_accuracy", "val_mean_class_accuracy", "seconds", "images_per_sec")
 
@@ -202,30 +203,29 @@ class Trainer:
             iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
             if self.is_chief and cfg.verbose:
                 print(f"Epoch {epoch + 1}/{cfg.epochs} (lr {lr:.3g})" + (f", resuming at step {first_step}" if first_step else ""), flush=True)
-            progbar = keras.utils.Progbar(steps, verbose=cfg.verbose if self.is_chief else 0, stateful_metrics=["loss", "accuracy", "img/s"])
             # Totals over the whole epoch, the steps a killed run did before its checkpoint included.
             totals = {name: float(variable.numpy()) for name, variable in self.epoch_totals.items()}
             seen = 0  # images of this session
             warmup = min(steps - first_step - 1, max(5, (steps - first_step) // 10))
             start = time.perf_counter()
             steady_start, steady_images = None, 0
-            for step in range(first_step, steps):
-                batch_loss, batch_correct = train_step(iterator, tf.constant(epoch * steps + step, tf.int64))
-                totals["loss"] += float(batch_loss)
-                totals["correct"] += float(batch_correct)
-                totals["images"] += global_batch
-                seen += global_batch
-                if step - first_step == warmup:
-                    steady_start = time.perf_counter()
-                elif steady_start is not None:
-                    steady_images += global_batch
-                values = [("loss", totals["loss"] / totals["images"]), ("accuracy", totals["correct"] / totals["images"])]
-                if steady_images:
-                    values.append(("img/s", steady_images / (time.perf_counter() - steady_start)))
-                progbar.update(step + 1, values)
-                self.step_in_epoch.assign(step + 1)
-                if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
-                    self._save_checkpoint(dict(totals, seconds=totals["seconds"] + time.perf_counter() - start))
+            with progress_bar(enabled=bool(self.is_chief and cfg.verbose)) as progress:
+                task = progress.add_task("train", total=steps, completed=first_step)
+                for step in range(first_step, steps):
+                    batch_loss, batch_correct = train_step(iterator, tf.constant(epoch * steps + step, tf.int64))
+                    totals["loss"] += float(batch_loss)
+                    totals["correct"] += float(batch_correct)
+                    totals["images"] += global_batch
+                    seen += global_batch
+                    if step - first_step == warmup:
+                        steady_start = time.perf_counter()
+                    elif steady_start is not None:
+                        steady_images += global_batch
+                    rate = f"  {steady_images / (time.perf_counter() - steady_start):.0f} img/s" if steady_images else ""
+                    progress.update(task, completed=step + 1, description=f"loss {totals['loss'] / totals['images']:.4f}  accuracy {totals['correct'] / totals['images']:.4f}{rate}")
+                    self.step_in_epoch.assign(step + 1)
+                    if cfg.checkpoint_every and (step + 1) % cfg.checkpoint_every == 0 and step + 1 < steps:
+                        self._save_checkpoint(dict(totals, seconds=totals["seconds"] + time.perf_counter() - start))
             train_end = time.perf_counter()
             seconds = totals["seconds"] + train_end - start
             steady_rate = steady_images / (train_end - steady_start) if steady_images else seen / max(train_end - start, 1e-9)

@@ -31,9 +31,12 @@ def _history(run_dir):
 
 def test_demo_run_trains_evaluates_and_saves(tmp_path):
     run = tmp_path / "demo"
-    proc = _train("--epochs=2", f"--output_dir={run}")
+    proc = _train("--epochs=2", f"--output_dir={run}", "--verbose=1")
     assert proc.returncode == 0, proc.stderr[-4000:]
     assert "DEMO data set" in proc.stdout
+    # Progress: on stderr, plain (no escape codes) when it is not a terminal; results on stdout.
+    assert "\x1b" not in proc.stdout and "\x1b" not in proc.stderr
+    assert "Epoch 2/2" in proc.stdout and "accuracy" in proc.stderr and "loss" not in proc.stdout.split("Epoch 1/2")[1].split("val_loss")[0]
     for name in ("best.keras", "final.keras", "history.csv", "history.png", "report.json", "confusion_counts.png", "confusion_normalized.png", "run.json"):
         assert (run / name).is_file(), name
     report = json.loads((run / "report.json").read_text())

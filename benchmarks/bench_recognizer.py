@@ -44,10 +44,10 @@ def main():
     recognizer = Recognizer(args.model, ten_crop=args.ten_crop)
     faces = sum(len(recognizer.recognize(p).faces) for p in paths)
 
-    aligned = []
+    aligned = []  # the faces as the model takes them (framed per its InputSpec)
     for path in paths:
         image = read_photo(path)
-        aligned += recognizer._align(image, recognizer.detector.detect_one(image))
+        aligned += recognizer._frame(image, recognizer.detector.detect_one(image))
     aligned = np.stack(aligned)
 
     cases = {

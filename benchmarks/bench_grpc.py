@@ -17,6 +17,7 @@ each ``--repetitions`` times; the table shows the median with [min, max] over re
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import io
 import os
 import pathlib
@@ -56,20 +57,111 @@ def face_png(image_path: str | None) -> tuple[bytes, str]:
     return buffer.getvalue(), "random 48x48 PNG"
 
 
-def start_server(base_path: str, threads: int) -> tuple[subprocess.Popen, int, str]:
-    port_file = os.path.join(tempfile.mkdtemp(prefix="bench_grpc_"), "port")
-    log = open(port_file + ".log", "w")
-    command = [sys.executable, "-m", "serving.server", "--model_name=baseline", f"--model_base_path={base_path}", "--port=0",
-               f"--port_file={port_file}", f"--grpc_max_threads={threads}", "--file_system_poll_wait_seconds=0"]
+@dataclasses.dataclass
+class Server:
+    """A server subprocess on a loopback port; ``stop()`` returns its log text."""
+
+    name: str
+    process: subprocess.Popen
+    port: int
+    log_path: str
+
+    @property
+    def target(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+        text = pathlib.Path(self.log_path).read_text()
+        shutil.rmtree(os.path.dirname(self.log_path), ignore_errors=True)
+        return text
+
+
+def start_process(module_args: list, name: str) -> Server:
+    """Start ``python <module_args> --port=0 --port_file=...`` (a gRPC server) and wait for its port."""
+    folder = tempfile.mkdtemp(prefix=f"bench_{name}_")
+    port_file = os.path.join(folder, "port")
+    log_path = os.path.join(folder, "server.log")
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-    process = subprocess.Popen(command, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
+    with open(log_path, "w") as log:  # the child keeps its own descriptor
+        process = subprocess.Popen([sys.executable, *module_args, "--port=0", f"--port_file={port_file}"], cwd=ROOT, stdout=log,
+                                   stderr=subprocess.STDOUT, env=env)
     deadline = time.monotonic() + 300
     while not os.path.exists(port_file):
         if process.poll() is not None or time.monotonic() > deadline:
             process.kill()
-            raise RuntimeError(f"server did not start; log: {port_file}.log\n" + pathlib.Path(port_file + ".log").read_text()[-3000:])
+            raise RuntimeError(f"{name} server did not start; log:\n" + pathlib.Path(log_path).read_text()[-3000:])
         time.sleep(0.2)
-    return process, int(pathlib.Path(port_file).read_text().split()[0]), port_file + ".log"
+    return Server(name, process, int(pathlib.Path(port_file).read_text().split()[0]), log_path)
+
+
+def start_server(base_path: str, threads: int, model_name: str = "baseline", flags=(), name: str = "local") -> Server:
+    """``python -m serving.server`` serving ``base_path`` as ``model_name`` (extra ``flags``)."""
+    return start_process(["-m", "serving.server", f"--model_name={model_name}", f"--model_base_path={base_path}",
+                          f"--grpc_max_threads={threads}", "--file_system_poll_wait_seconds=0", *flags], name)
+
+
+def predict_request(model_name: str, data: bytes):
+    """A batch-1 ``serving_default`` PredictRequest with encoded image bytes."""
+    import tensorflow as tf
+    from tensorflow_serving.apis import predict_pb2
+
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = model_name
+    request.inputs["images"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string, shape=[1]))
+    return request
+
+
+def closed_loop(target: str, request, clients: int, total: int, timeout: float = 30.0) -> tuple[float, list]:
+    """``clients`` threads (one channel each) send ``request`` back to back, ``total`` requests in all.
+
+    Returns ``(requests/s, [latency ms of each request])``; raises if any request failed."""
+    import grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
+
+    counter = iter(range(total))
+    lock, errors, latencies = threading.Lock(), [], []
+    channels = [grpc.insecure_channel(target) for _ in range(clients)]
+    stubs = [prediction_service_pb2_grpc.PredictionServiceStub(channel) for channel in channels]
+    for stub in stubs:  # connect first: the handshake is not part of the measurement
+        stub.Predict(request, timeout=timeout)
+
+    def worker(stub):
+        mine = []
+        while True:
+            with lock:
+                if next(counter, None) is None:
+                    break
+            started = time.perf_counter()
+            try:
+                stub.Predict(request, timeout=timeout)
+            except grpc.RpcError as error:  # counted, reported
+                errors.append(error.code().name)
+            mine.append((time.perf_counter() - started) * 1000.0)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=worker, args=(stub,)) for stub in stubs]
+    started = time.perf_counter()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    for channel in channels:
+        channel.close()
+    if errors:
+        raise RuntimeError(f"{len(errors)} failed requests under load: {sorted(set(errors))}")
+    return total / elapsed, latencies
+
+
+def cell(values, fmt: str = "{:.0f}") -> str:
+    """``median [min, max]`` of ``values``."""
+    return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}, {fmt.format(max(values))}]"
 
 
 def main(argv=None) -> int:
@@ -86,8 +178,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
 
     import grpc
-    import tensorflow as tf
-    from tensorflow_serving.apis import predict_pb2, prediction_service_pb2_grpc
+    from tensorflow_serving.apis import prediction_service_pb2_grpc
 
     workdir = tempfile.mkdtemp(prefix="bench_grpc_models_")
     if args.keras_model:
@@ -98,12 +189,10 @@ def main(argv=None) -> int:
             os.symlink(base_path, os.path.join(workdir, os.path.basename(base_path)))
             base_path = workdir
     data, image_name = face_png(args.image)
-    process, port, log_path = start_server(base_path, threads=max(8, args.concurrency))
+    server = start_server(base_path, threads=max(8, args.concurrency))
     try:
-        request = predict_pb2.PredictRequest()
-        request.model_spec.name = "baseline"
-        request.inputs["images"].CopyFrom(tf.make_tensor_proto([data], dtype=tf.string, shape=[1]))
-        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        request = predict_request("baseline", data)
+        channel = grpc.insecure_channel(server.target)
         stub = prediction_service_pb2_grpc.PredictionServiceStub(channel)
         response = stub.Predict(request, timeout=args.timeout)
         version = response.model_spec.version.value
@@ -119,45 +208,11 @@ def main(argv=None) -> int:
                 latencies.append((time.perf_counter() - started) * 1000.0)
             p50s.append(float(np.percentile(latencies, 50)))
             p99s.append(float(np.percentile(latencies, 99)))
-
-            counter = iter(range(args.requests * 2))
-            lock, errors = threading.Lock(), []
-            channels = [grpc.insecure_channel(f"127.0.0.1:{port}") for _ in range(args.concurrency)]
-
-            def worker(worker_stub):
-                while True:
-                    with lock:
-                        if next(counter, None) is None:
-                            return
-                    try:
-                        worker_stub.Predict(request, timeout=args.timeout)
-                    except grpc.RpcError as error:  # counted, reported
-                        errors.append(error.code().name)
-
-            threads = [threading.Thread(target=worker, args=(prediction_service_pb2_grpc.PredictionServiceStub(c),)) for c in channels]
-            started = time.perf_counter()
-            for thread in threads:
-                thread.start()
-            for thread in threads:
-                thread.join()
-            elapsed = time.perf_counter() - started
-            for c in channels:
-                c.close()
-            if errors:
-                raise RuntimeError(f"{len(errors)} failed requests under load: {sorted(set(errors))}")
-            rates.append(args.requests * 2 / elapsed)
+            rates.append(closed_loop(server.target, request, args.concurrency, args.requests * 2, args.timeout)[0])
         channel.close()
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        server.stop()
         shutil.rmtree(workdir, ignore_errors=True)
-        shutil.rmtree(os.path.dirname(log_path), ignore_errors=True)
-
-    def cell(values, fmt):
-        return f"{fmt.format(statistics.median(values))} [{fmt.format(min(values))}, {fmt.format(max(values))}]"
 
     print(f"\nModel `baseline` v{version} from {base_path}; image {image_name} ({len(data)} B PNG); "
           f"{os.cpu_count()} CPUs; local server `serving.server` (no batching); {args.repetitions} repetitions, median [min, max].\n")
@@ -165,7 +220,7 @@ def main(argv=None) -> int:
     print("|---|---|")
     print(f"| p50 latency, batch 1, sequential ({args.requests} req) | {cell(p50s, '{:.2f}')} ms |")
     print(f"| p99 latency, batch 1, sequential ({args.requests} req) | {cell(p99s, '{:.2f}')} ms |")
-    print(f"| throughput, batch 1, {args.concurrency} concurrent clients ({args.requests * 2} req) | {cell(rates, '{:.0f}')} images/s |")
+    print(f"| throughput, batch 1, {args.concurrency} concurrent clients ({args.requests * 2} req) | {cell(rates)} images/s |")
     return 0
 
 

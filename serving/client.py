@@ -16,7 +16,10 @@ CLI::
 
 Errors are raised as ``FerServingError`` carrying the gRPC status code name and the server's
 message. Only UNAVAILABLE (server not up yet, restarting, overloaded queue) is retried, with
-exponential backoff; every attempt has its own deadline (``timeout`` seconds).
+exponential backoff; every attempt has its own deadline (``timeout`` seconds). With
+``predict(..., errors="return")`` an image the server rejects (or a file that cannot be read) gets
+its own ``FerServingError`` naming it, in place of its row, and the other images are still
+classified; the CLI prints one line per such file on stderr and exits with 1.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import grpc
 import numpy as np
 
 DEFAULT_SIGNATURE = "serving_default"
+_IMAGE_ERRORS = {"INVALID_ARGUMENT", "HTTP_400"}  # answers about the request's content, i.e. its images
 _LAZY = {}
 
 
@@ -62,14 +66,20 @@ def _apis():
 
 class FerServingError(RuntimeError):
     """A failed serving call. ``code``: ``grpc.StatusCode`` (None for transport-less REST errors);
-    ``code_name``: e.g. "INVALID_ARGUMENT"; ``message``: the server's message."""
+    ``code_name``: e.g. "INVALID_ARGUMENT"; ``message``: the server's message; ``image``: the file
+    (or "images[i]") the error is about, None when it is about the whole call."""
 
-    def __init__(self, code, message: str, code_name: str | None = None, attempts: int = 1):
+    def __init__(self, code, message: str, code_name: str | None = None, attempts: int = 1, image: str | None = None):
         self.code = code
         self.code_name = code_name or (code.name if code is not None else "UNKNOWN")
         self.message = message
         self.attempts = attempts
-        super().__init__(f"{self.code_name}: {message}")
+        self.image = image
+        super().__init__((f"{image}: " if image is not None else "") + f"{self.code_name}: {message}")
+
+
+def _image_name(item, index: int) -> str:
+    return f"images[{index}]" if isinstance(item, (bytes, bytearray, memoryview, np.ndarray)) else os.fspath(item)
 
 
 def _read_image(item) -> bytes:
@@ -80,7 +90,44 @@ def _read_image(item) -> bytes:
         with open(path, "rb") as handle:
             return handle.read()
     except OSError as error:
-        raise FerServingError(None, f"cannot read image {path}: {error.strerror}", code_name="CLIENT_ERROR") from None
+        raise FerServingError(None, f"cannot read file: {error.strerror}", code_name="CLIENT_ERROR", image=path) from None
+
+
+def _classify_each(classify, items: list) -> list:
+    """``[(index, row or FerServingError)]`` for ``items`` = ``[(index, name, image)]``: one call
+    for the batch; a batch the server rejects for its content is halved until each image that
+    fails alone has its own error (a few extra calls per bad image, none when all are good)."""
+    if not items:
+        return []
+    try:
+        return [(index, row) for (index, _, _), row in zip(items, classify([image for _, _, image in items]))]
+    except FerServingError as error:
+        if error.code_name not in _IMAGE_ERRORS:
+            raise
+        if len(items) == 1:
+            index, name, _ = items[0]
+            return [(index, FerServingError(error.code, error.message, error.code_name, error.attempts, image=name))]
+        half = len(items) // 2
+        return _classify_each(classify, items[:half]) + _classify_each(classify, items[half:])
+
+
+def _classify(classify, images, errors: str) -> list:
+    """``classify`` (encoded images or array rows -> rows) over ``images``, see ``FerClient.predict``."""
+    if errors not in ("raise", "return"):
+        raise ValueError(f'errors must be "raise" or "return". Received: errors={errors!r}')
+    if isinstance(images, (str, bytes, os.PathLike)):
+        images = [images]
+    if errors == "raise":
+        return classify(images if isinstance(images, np.ndarray) else [_read_image(item) for item in images])
+    results, items = [None] * len(images), []
+    for index, item in enumerate(images):
+        try:
+            items.append((index, _image_name(item, index), item if isinstance(item, np.ndarray) else _read_image(item)))
+        except FerServingError as error:
+            results[index] = error
+    for index, result in _classify_each(classify, items):
+        results[index] = result
+    return results
 
 
 def _rows(outputs: dict) -> list[dict]:
@@ -185,21 +232,25 @@ class FerClient:
         outputs = {name: apis["tf"].make_ndarray(proto) for name, proto in response.outputs.items()}
         return outputs, int(response.model_spec.version.value)
 
-    def predict(self, images, model: str, signature: str = DEFAULT_SIGNATURE, version=None, version_label=None, timeout=None) -> list[dict]:
+    def predict(self, images, model: str, signature: str = DEFAULT_SIGNATURE, version=None, version_label=None, timeout=None,
+                errors: str = "raise") -> list:
         """Classify faces: ``images`` is a list of paths / encoded JPEG-PNG bytes (string input),
         or a uint8 array ``[N, H, W, C]`` for the ``predict_images`` signature.
-        Returns one ``{"label", "class_id", "probabilities"}`` dict per image."""
-        if isinstance(images, np.ndarray):
-            tensor = images
-        else:
-            if isinstance(images, (str, bytes, os.PathLike)):
-                images = [images]
-            tensor = np.array([_read_image(item) for item in images], dtype=object)
-        outputs, _ = self.predict_raw({"images": tensor}, model, signature, version, version_label, timeout=timeout)
-        if "probabilities" not in outputs:
-            raise FerServingError(None, f"signature {signature!r} of {model!r} has no 'probabilities' output (got {sorted(outputs)})",
-                                  code_name="CLIENT_ERROR")
-        return _rows(outputs)
+        Returns one ``{"label", "class_id", "probabilities"}`` dict per image. ``errors="raise"``
+        raises the call's ``FerServingError``; ``errors="return"`` puts, for each image that fails
+        (unreadable file, not an image, ...), its ``FerServingError`` (``.image`` names it) in
+        place of its dict, and only raises errors about the whole call (unknown model, no server)."""
+
+        def classify(batch):
+            arrays = isinstance(batch, np.ndarray) or (len(batch) and isinstance(batch[0], np.ndarray))
+            tensor = np.asarray(batch) if arrays else np.array(batch, dtype=object)  # uint8 rows, or encoded images
+            outputs, _ = self.predict_raw({"images": tensor}, model, signature, version, version_label, timeout=timeout)
+            if "probabilities" not in outputs:
+                raise FerServingError(None, f"signature {signature!r} of {model!r} has no 'probabilities' output (got {sorted(outputs)})",
+                                      code_name="CLIENT_ERROR")
+            return _rows(outputs)
+
+        return _classify(classify, images, errors)
 
     def metadata(self, model: str, version=None, timeout=None) -> dict:
         """``{"model", "version", "signatures": {name: {"inputs": {...}, "outputs": {...}}}}``."""
@@ -262,12 +313,17 @@ class FerClient:
                               + (f" (last error {last})" if last else ""))
 
 
-def predict_rest(url: str, images, model: str, signature: str = DEFAULT_SIGNATURE, version=None, timeout: float = 10.0) -> list[dict]:
+def predict_rest(url: str, images, model: str, signature: str = DEFAULT_SIGNATURE, version=None, timeout: float = 10.0,
+                 errors: str = "raise") -> list:
     """Classify faces through TF Serving's REST API (``POST /v1/models/<model>[/versions/<v>]:predict``,
-    ``{"instances": [{"b64": ...}]}``). ``url``: e.g. "http://localhost:8501"."""
-    if isinstance(images, (str, bytes, os.PathLike)):
-        images = [images]
-    body = {"instances": [{"b64": base64.b64encode(_read_image(item)).decode("ascii")} for item in images]}
+    ``{"instances": [{"b64": ...}]}``). ``url``: e.g. "http://localhost:8501"; ``errors`` as in
+    ``FerClient.predict``."""
+    return _classify(lambda batch: _predict_rest_batch(url, batch, model, signature, version, timeout), images, errors)
+
+
+def _predict_rest_batch(url: str, images: list, model: str, signature: str, version, timeout: float) -> list[dict]:
+    """One ``:predict`` call with encoded images; rows as ``_rows``."""
+    body = {"instances": [{"b64": base64.b64encode(image).decode("ascii")} for image in images]}
     if signature and signature != DEFAULT_SIGNATURE:
         body["signature_name"] = signature
     path = f"/v1/models/{model}" + (f"/versions/{int(version)}" if version is not None else "") + ":predict"
@@ -325,18 +381,22 @@ def main(argv=None) -> int:
         if not args.images:
             parser.error("give image files (or --status / --metadata)")
         if args.rest:
-            rows = predict_rest(args.rest, args.images, args.model, args.signature, args.version, args.timeout)
+            results = predict_rest(args.rest, args.images, args.model, args.signature, args.version, args.timeout, errors="return")
         else:
             with FerClient(args.server, args.timeout, args.retries) as client:
-                rows = client.predict(args.images, args.model, args.signature, args.version, args.version_label)
+                results = client.predict(args.images, args.model, args.signature, args.version, args.version_label, errors="return")
     except FerServingError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
+    failed = [result for result in results if isinstance(result, FerServingError)]
+    for error in failed:
+        print("error: " + " ".join(str(error).splitlines()), file=sys.stderr)
+    done = [(path, row) for path, row in zip(args.images, results) if not isinstance(row, FerServingError)]
     if args.json:
-        print(json.dumps([{"image": str(path), **row} for path, row in zip(args.images, rows)], indent=2))
-    else:
-        print(_table(args.images, rows))
-    return 0
+        print(json.dumps([{"image": str(path), **row} for path, row in done], indent=2))
+    elif done:
+        print(_table(*zip(*done)))
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import os
 import threading
+import time
 
 import grpc
+import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 from tensorflow_serving.apis import (
@@ -20,8 +23,12 @@ from serving import config as serving_config
 
 LOG = logging.getLogger("serving.server")
 DEFAULT_SIGNATURE = "serving_default"
+DEFAULT_MAX_NUM_LOAD_RETRIES = 5  # TF Serving's --max_num_load_retries
+DEFAULT_LOAD_RETRY_INTERVAL_MICROS = 60 * 1000 * 1000  # TF Serving's --load_retry_interval_micros
 State = get_model_status_pb2.ModelVersionStatus.State
 _CODE_BY_VALUE = {code.value[0]: code for code in grpc.StatusCode}
+MAX_DIMS = 254  # TensorShape's kMaxDims
+MAX_EXPANDED_ELEMENTS = 1 << 24  # see array_from_proto
 
 
 class ServingError(Exception):
@@ -71,22 +78,62 @@ def load_servable(name: str, version: int, path: str) -> Servable:
 
 
 @dataclasses.dataclass
+class _FailedLoad:
+    """Failed load attempts of one version and when the next one is due."""
+
+    attempts: int
+    retry_at: float  # time.monotonic() of the next attempt
+    code: grpc.StatusCode
+    message: str
+
+
+@dataclasses.dataclass
 class _ModelState:
     entry: serving_config.ModelEntry
     servables: dict = dataclasses.field(default_factory=dict)  # version -> Servable
     states: dict = dataclasses.field(default_factory=dict)  # version -> (State, grpc code, message)
-    failures: dict = dataclasses.field(default_factory=dict)  # version -> load attempts
+    failures: dict = dataclasses.field(default_factory=dict)  # version -> _FailedLoad
     warned: bool = False
 
 
-class ModelManager:
-    """Keeps the served versions of each model in sync with its base path."""
+def _load_error_status(error: Exception) -> tuple[grpc.StatusCode, str]:
+    """The status a failed ``tf.saved_model.load`` reports in GetModelStatus (its first line)."""
+    if isinstance(error, tf.errors.OpError):
+        code, message = _CODE_BY_VALUE.get(error.error_code, grpc.StatusCode.UNKNOWN), error.message
+    elif isinstance(error, FileNotFoundError):
+        code, message = grpc.StatusCode.NOT_FOUND, str(error)
+    else:
+        code, message = grpc.StatusCode.UNKNOWN, str(error)
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    return code, lines[0] if lines else type(error).__name__
 
-    def __init__(self, entries, max_load_attempts: int = 3):
+
+class ModelManager:
+    """Keeps the served versions of each model in sync with its base path.
+
+    Failed loads are retried like TF Serving's ``LoaderHarness``: one attempt plus up to
+    ``max_num_load_retries`` retries, ``load_retry_interval_micros`` apart, during which the version
+    stays LOADING (an older version keeps serving). A version out of retries is END with the
+    load error in GetModelStatus and, as in TF Serving, is not tried again while it stays on disk
+    and wanted by the version policy; once it leaves (folder removed, policy changed) and comes
+    back it starts over. Retries are due on the next ``poll`` after the interval, so nothing
+    blocks the other models meanwhile.
+
+    Args:
+        entries: ``serving.config.ModelEntry`` list.
+        max_num_load_retries: retries after the first failed load (0 = a single attempt).
+        load_retry_interval_micros: wait between attempts (negative = no wait).
+    """
+
+    def __init__(self, entries, max_num_load_retries: int = DEFAULT_MAX_NUM_LOAD_RETRIES,
+                 load_retry_interval_micros: int = DEFAULT_LOAD_RETRY_INTERVAL_MICROS):
+        if max_num_load_retries < 0:
+            raise ValueError(f"max_num_load_retries must be >= 0. Received: max_num_load_retries={max_num_load_retries}")
         self._lock = threading.RLock()
         self._poll_lock = threading.Lock()
         self._models: dict[str, _ModelState] = {}
-        self.max_load_attempts = max_load_attempts
+        self.max_num_load_retries = int(max_num_load_retries)
+        self.load_retry_interval_micros = int(load_retry_interval_micros)
         self.set_entries(entries)
 
     def set_entries(self, entries):
@@ -116,7 +163,7 @@ class ModelManager:
             return {name: dict(state.entry.version_labels) for name, state in self._models.items()}
 
     def poll(self):
-        """One pass: load wanted versions not loaded yet, then unload the unwanted ones."""
+        """One pass: load wanted versions not loaded yet (or retry due ones), then unload the unwanted ones."""
         with self._poll_lock:
             with self._lock:
                 models = list(self._models.values())
@@ -130,25 +177,13 @@ class ModelManager:
         if not available and not state.warned:
             LOG.warning("No versions of servable %s found under base path %s", entry.name, entry.base_path)
         state.warned = not available
+        self._forget_failures(state, wanted)
+        now = time.monotonic()
         for version in sorted(wanted, reverse=True):
-            if version in state.servables or state.failures.get(version, 0) >= self.max_load_attempts:
+            failure = state.failures.get(version)
+            if version in state.servables or (failure and (failure.attempts > self.max_num_load_retries or now < failure.retry_at)):
                 continue
-            path = os.path.join(entry.base_path, str(version))
-            with self._lock:
-                state.states[version] = (State.LOADING, grpc.StatusCode.OK, "")
-            try:
-                servable = load_servable(entry.name, version, path)
-            except Exception as error:  # noqa: BLE001 - any load failure is reported through the status
-                attempts = state.failures.get(version, 0) + 1
-                state.failures[version] = attempts
-                LOG.error("Loading servable %s version %d failed (attempt %d): %s", entry.name, version, attempts, error)
-                with self._lock:
-                    state.states[version] = (State.END, grpc.StatusCode.UNKNOWN, f"Loading failed: {error}")
-                continue
-            with self._lock:
-                state.servables[version] = servable
-                state.states[version] = (State.AVAILABLE, grpc.StatusCode.OK, "")
-            LOG.info("Successfully loaded servable version {name: %s version: %d}", entry.name, version)
+            self._load(state, version)
         keep = set(wanted)
         if not keep & set(state.servables):
             # Availability preserving, like TF Serving: until a wanted version is AVAILABLE keep
@@ -160,9 +195,51 @@ class ModelManager:
                     del state.servables[version]
                     state.states[version] = (State.END, grpc.StatusCode.OK, "")
                     LOG.info("Unloaded servable version {name: %s version: %d}", entry.name, version)
-            for version in list(state.failures):
-                if version not in available:
-                    del state.failures[version]
+
+    def _forget_failures(self, state: _ModelState, wanted):
+        """Drop the failures of versions no longer wanted, so they start over if they come back;
+        pending retries are cancelled (END with the last error, as TF Serving's cancelled retries)."""
+        for version in [v for v in state.failures if v not in wanted]:
+            failure = state.failures.pop(version)
+            if failure.attempts <= self.max_num_load_retries:
+                with self._lock:
+                    state.states[version] = (State.END, failure.code, failure.message)
+
+    def _load(self, state: _ModelState, version: int):
+        name = state.entry.name
+        failure = state.failures.get(version)
+        if failure is None:
+            with self._lock:
+                state.states[version] = (State.LOADING, grpc.StatusCode.OK, "")
+        else:
+            LOG.info("Retrying load on servable version {name: %s version: %d} retry: %d", name, version, failure.attempts)
+        try:
+            servable = load_servable(name, version, os.path.join(state.entry.base_path, str(version)))
+        except Exception as error:  # noqa: BLE001 - any load failure is reported through the status
+            self._record_failure(state, version, error)
+            return
+        with self._lock:
+            state.failures.pop(version, None)
+            state.servables[version] = servable
+            state.states[version] = (State.AVAILABLE, grpc.StatusCode.OK, "")
+        LOG.info("Successfully loaded servable version {name: %s version: %d}", name, version)
+
+    def _record_failure(self, state: _ModelState, version: int, error: Exception):
+        name = state.entry.name
+        previous = state.failures.get(version)
+        attempts = (previous.attempts if previous else 0) + 1
+        code, message = _load_error_status(error)
+        retry_at = time.monotonic() + max(0, self.load_retry_interval_micros) / 1e6
+        state.failures[version] = _FailedLoad(attempts, retry_at, code, message)
+        total = self.max_num_load_retries + 1
+        if attempts < total:
+            LOG.error("Loading servable {name: %s version: %d} failed (attempt %d of %d, next in %g s): %s",
+                      name, version, attempts, total, max(0, self.load_retry_interval_micros) / 1e6, error)
+            return  # stays LOADING between attempts, as in TF Serving
+        LOG.error("Loading servable {name: %s version: %d} failed %d times, giving up until the version folder is "
+                  "added again: %s", name, version, attempts, error)
+        with self._lock:
+            state.states[version] = (State.END, code, message)
 
     def get(self, name: str, version: int | None = None, label: str | None = None) -> Servable:
         with self._lock:
@@ -204,6 +281,29 @@ class ModelManager:
 # Prediction core (shared by gRPC and REST)
 
 
+def array_from_proto(name: str, proto) -> np.ndarray:
+    """A request's ``TensorProto`` as numpy (``tf.make_ndarray``); INVALID_ARGUMENT if it is malformed.
+
+    The shape is checked before anything is allocated: an unknown rank, a negative size or more
+    than ``MAX_DIMS`` dimensions is refused, and a tensor that carries fewer values than its shape
+    holds (TensorFlow repeats the last one) may fill at most ``MAX_EXPANDED_ELEMENTS`` elements
+    (RESOURCE_EXHAUSTED beyond), so a few bytes cannot make the server allocate gigabytes.
+    """
+    dims = [dim.size for dim in proto.tensor_shape.dim]
+    if proto.tensor_shape.unknown_rank or len(dims) > MAX_DIMS or any(size < 0 for size in dims):
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {name}: invalid shape {dims} "
+                                                             f"(unknown_rank={proto.tensor_shape.unknown_rank})")
+    elements = math.prod(dims)
+    carried = sum(len(values) for field, values in proto.ListFields() if field.is_repeated)
+    if not proto.tensor_content and carried < elements and elements > MAX_EXPANDED_ELEMENTS:
+        raise ServingError(grpc.StatusCode.RESOURCE_EXHAUSTED, f"tensor parsing error: {name}: shape {dims} ({elements} elements) "
+                                                               f"would be filled from {carried} values; at most {MAX_EXPANDED_ELEMENTS} elements")
+    try:
+        return tf.make_ndarray(proto)
+    except Exception as error:  # noqa: BLE001 - TypeError, ValueError, MemoryError of a malformed proto
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {name}: {error}") from None
+
+
 def _check_inputs(signature_name: str, fn, inputs: dict) -> dict:
     """Validate named numpy inputs against the signature; INVALID_ARGUMENT like TF Serving."""
     _, specs = fn.structured_input_signature
@@ -218,7 +318,10 @@ def _check_inputs(signature_name: str, fn, inputs: dict) -> dict:
     tensors = {}
     for index, name in enumerate(sorted(specs)):
         spec, value = specs[name], inputs[name]
-        dtype = tf.as_dtype(value.dtype) if value.dtype.kind not in "OSU" else tf.string
+        try:
+            dtype = tf.as_dtype(value.dtype) if value.dtype.kind not in "OSU" else tf.string
+        except TypeError:
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Input '{name}': unsupported dtype {value.dtype}") from None
         if dtype != spec.dtype:
             raise ServingError(
                 grpc.StatusCode.INVALID_ARGUMENT,
@@ -231,7 +334,10 @@ def _check_inputs(signature_name: str, fn, inputs: dict) -> dict:
             )
         if spec.shape.rank and value.shape[0] == 0:
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Empty batch: input '{name}' has 0 elements in dimension 0")
-        tensors[name] = tf.constant(value, dtype=spec.dtype)
+        try:
+            tensors[name] = tf.constant(value, dtype=spec.dtype)
+        except (TypeError, ValueError) as error:  # e.g. an object array holding something else than bytes
+            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"Input '{name}': {error}") from None
     return tensors
 
 

@@ -28,6 +28,10 @@ unloaded; deleted versions are unloaded. Status codes follow TF Serving:
   (``builder.SetMaxMessageSize(kint32max)``) and returns the same gRPC status when a lower
   ``grpc.max_receive_message_length`` is set through ``--grpc_channel_arguments``; this server
   defaults to 4 MiB (gRPC's default) so oversized uploads fail fast in development.
+
+``--enable_batching [--batching_parameters_file=serving/batching.config]`` merge concurrent
+Predict requests (gRPC and REST) into batches with TF Serving's ``BatchingParameters``
+(``serving.batching``); a full batching queue answers UNAVAILABLE.
 """
 
 from __future__ import annotations
@@ -53,11 +57,20 @@ from tensorflow_serving.apis import (
 )
 
 from serving import config as serving_config
+from serving.batching import BatchingOptions, BatchScheduler, load_batching_options
 from serving.rest import make_rest_handler
-from serving.servables import ModelManager, ServingError, run_signature
+from serving.servables import (
+    DEFAULT_LOAD_RETRY_INTERVAL_MICROS,
+    DEFAULT_MAX_NUM_LOAD_RETRIES,
+    ModelManager,
+    ServingError,
+    array_from_proto,
+    run_signature,
+)
 
 LOG = logging.getLogger("serving.server")
 DEFAULT_MAX_MESSAGE_BYTES = 4 * 1024 * 1024
+MAX_BATCHING_GRPC_THREADS = 256
 
 
 def _requested_version(model_spec):
@@ -74,20 +87,16 @@ def _abort(context, error: ServingError):
 
 
 class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, run=run_signature):
         self.manager = manager
+        self.run = run  # serving.servables.run_signature, or ModelServer.run_signature (batching)
 
     def Predict(self, request, context):  # noqa: N802 - gRPC method name
         try:
             version, label = _requested_version(request.model_spec)
             servable = self.manager.get(request.model_spec.name, version, label)
-            inputs = {}
-            for name, proto in request.inputs.items():
-                try:
-                    inputs[name] = tf.make_ndarray(proto)
-                except Exception as error:  # noqa: BLE001 - malformed TensorProto
-                    raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {name}: {error}") from None
-            signature_name, outputs = run_signature(servable, request.model_spec.signature_name, inputs, list(request.output_filter))
+            inputs = {name: array_from_proto(name, proto) for name, proto in request.inputs.items()}
+            signature_name, outputs = self.run(servable, request.model_spec.signature_name, inputs, list(request.output_filter))
         except ServingError as error:
             _abort(context, error)
         response = predict_pb2.PredictResponse()
@@ -168,12 +177,18 @@ class ModelServer:
         allow_version_labels_for_unavailable_models: TF Serving's flag of that name (reloads).
         root_dir: ``--model_config_list_root_dir`` (relative base paths of reloads are joined to it).
         path_map: ``serving.config.parse_path_map`` pairs applied to reloaded base paths.
+        max_num_load_retries, load_retry_interval_micros: TF Serving's flags (``ModelManager``).
+        batching: ``serving.batching.BatchingOptions`` to batch Predict requests (gRPC and REST)
+            like ``--enable_batching``; None = each request runs on its own.
     """
 
     def __init__(self, entries, port: int = 8500, rest_api_port: int | None = None, host: str = "127.0.0.1",
                  poll_seconds: float = 1.0, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES, max_workers: int = 8,
-                 allow_version_labels_for_unavailable_models: bool = False, root_dir=None, path_map=()):
-        self.manager = ModelManager(entries)
+                 allow_version_labels_for_unavailable_models: bool = False, root_dir=None, path_map=(),
+                 max_num_load_retries: int = DEFAULT_MAX_NUM_LOAD_RETRIES,
+                 load_retry_interval_micros: int = DEFAULT_LOAD_RETRY_INTERVAL_MICROS,
+                 batching: BatchingOptions | None = None):
+        self.manager = ModelManager(entries, max_num_load_retries, load_retry_interval_micros)
         self.allow_version_labels_for_unavailable_models = allow_version_labels_for_unavailable_models
         self.root_dir = root_dir
         self.path_map = list(path_map)
@@ -183,6 +198,8 @@ class ModelServer:
         self.poll_seconds = poll_seconds
         self.max_message_bytes = max_message_bytes
         self.max_workers = max_workers
+        self.batching = batching
+        self.scheduler = None
         self._grpc = None
         self._http = None
         self._stop = threading.Event()
@@ -207,16 +224,24 @@ class ModelServer:
         self.manager.set_entries(entries)
         self.manager.poll()
 
+    def run_signature(self, servable, signature_name: str, inputs: dict, output_filter=()) -> tuple[str, dict]:
+        """Predict for gRPC and REST: ``serving.servables.run_signature``, through the batch scheduler if batching."""
+        if self.scheduler is not None:
+            return self.scheduler.run_signature(servable, signature_name, inputs, output_filter)
+        return run_signature(servable, signature_name, inputs, output_filter)
+
     def start(self) -> "ModelServer":
         """Load the initial versions (like TF Serving, before opening ports), then serve."""
         self.manager.poll()
+        if self.batching is not None:
+            self.scheduler = BatchScheduler(self.batching)
         options = [
             ("grpc.max_receive_message_length", int(self.max_message_bytes)),
             ("grpc.max_send_message_length", -1),
             ("grpc.so_reuseport", 0),
         ]
         self._grpc = grpc.server(concurrent.futures.ThreadPoolExecutor(max_workers=self.max_workers), options=options)
-        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager), self._grpc)
+        prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(PredictionServicer(self.manager, self.run_signature), self._grpc)
         model_service_pb2_grpc.add_ModelServiceServicer_to_server(ModelServicer(self), self._grpc)
         bound = self._grpc.add_insecure_port(f"{self.host}:{self.port}")
         if not bound:
@@ -256,6 +281,8 @@ class ModelServer:
             self._http.server_close()
         if self._grpc is not None:
             self._grpc.stop(grace).wait()
+        if self.scheduler is not None:
+            self.scheduler.stop()
         for thread in self._threads:
             thread.join(timeout=5)
 
@@ -284,8 +311,19 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--base_path_map", action="append", default=[], metavar="FROM=TO",
                         help="rewrite base_path prefixes of the config, e.g. /models=/srv/models (repeatable)")
     parser.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0, help="version polling period; <=0 disables")
+    parser.add_argument("--max_num_load_retries", type=_non_negative_int, default=DEFAULT_MAX_NUM_LOAD_RETRIES,
+                        help="retries of a failed version load before giving up on it (0 = one attempt)")
+    parser.add_argument("--load_retry_interval_micros", type=int, default=DEFAULT_LOAD_RETRY_INTERVAL_MICROS,
+                        help="wait between load retries (default 1 minute; negative = no wait)")
     parser.add_argument("--max_message_bytes", type=int, default=DEFAULT_MAX_MESSAGE_BYTES, help="largest gRPC request accepted")
-    parser.add_argument("--grpc_max_threads", type=int, default=8)
+    parser.add_argument("--grpc_max_threads", type=int, default=None,
+                        help="gRPC handler threads = concurrent requests (default 8; with batching "
+                             f"2 x max_batch_size, at most {MAX_BATCHING_GRPC_THREADS})")
+    parser.add_argument("--enable_batching", type=_flag_bool, nargs="?", const=True, default=False,
+                        help="batch concurrent Predict requests (TF Serving's flag; see serving/batching.py)")
+    parser.add_argument("--batching_parameters_file", default="",
+                        help="BatchingParameters text proto (serving/batching.config); needs --enable_batching; "
+                             "without it, TF Serving's defaults")
     parser.add_argument("--port_file", help="write the bound gRPC port (and REST port) here once serving")
     return parser
 
@@ -298,11 +336,41 @@ def _flag_bool(text: str) -> bool:
     raise argparse.ArgumentTypeError(f"expected true or false, got {text!r}")
 
 
+def _non_negative_int(text: str) -> int:
+    if not text.strip().isdigit():
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return int(text)
+
+
+def batching_options(args) -> BatchingOptions | None:
+    """``--enable_batching`` / ``--batching_parameters_file`` as TF Serving's server.cc reads them."""
+    if not args.enable_batching:
+        if args.batching_parameters_file:
+            raise serving_config.ConfigError("INVALID_ARGUMENT", "server_options.batching_parameters_file is set without setting "
+                                             "server_options.enable_batching to true.", args.batching_parameters_file)
+        return None
+    if not args.batching_parameters_file:
+        return BatchingOptions()
+    return load_batching_options(args.batching_parameters_file)
+
+
+def grpc_threads(args, batching: BatchingOptions | None) -> int:
+    """gRPC handler threads: a request waiting for its batch holds one, so batching needs many
+    (TF Serving recommends about 2 x max_batch_size concurrent clients to fill batches)."""
+    if args.grpc_max_threads is not None:
+        return args.grpc_max_threads
+    if batching is None:
+        return 8
+    return max(8, min(2 * batching.max_batch_size, MAX_BATCHING_GRPC_THREADS))
+
+
 def build_server(args) -> ModelServer:
     """The server the parsed flags describe; ``serving.config.ConfigError`` if TF Serving would refuse its config."""
     path_map = serving_config.parse_path_map(args.base_path_map)
+    batching = batching_options(args)
     common = dict(port=args.port, rest_api_port=args.rest_api_port, host=args.host, poll_seconds=args.file_system_poll_wait_seconds,
-                  max_message_bytes=args.max_message_bytes, max_workers=args.grpc_max_threads,
+                  max_message_bytes=args.max_message_bytes, max_workers=grpc_threads(args, batching), batching=batching,
+                  max_num_load_retries=args.max_num_load_retries, load_retry_interval_micros=args.load_retry_interval_micros,
                   allow_version_labels_for_unavailable_models=args.allow_version_labels_for_unavailable_models)
     if args.model_config_file:
         if args.model_name or args.model_base_path:

@@ -214,3 +214,61 @@ def test_end_to_end_export_serve_classify(e2e_export):
     assert [row["class_id"] for row in rows] == expected.argmax(axis=1).tolist()
     assert [row["label"] for row in rows] == [val.class_names[i] for i in expected.argmax(axis=1)]
     np.testing.assert_allclose([row["probabilities"] for row in rows], expected, atol=1e-4)
+
+
+# --------------------------------------------------------------------------------------------
+# Bad files among good ones (issue 11): each named, the good ones still classified.
+
+
+@pytest.fixture
+def bad_jpeg(face_files, tmp_path):
+    """A real face JPEG cut in half, as an interrupted download leaves it."""
+    jpeg = next(p for p in face_files if p.suffix.lower() in {".jpg", ".jpeg"})
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(jpeg.read_bytes()[: jpeg.stat().st_size // 2])
+    return bad
+
+
+def _assert_same_rows(rows, expected):
+    assert [row["class_id"] for row in rows] == [row["class_id"] for row in expected]
+    np.testing.assert_allclose([row["probabilities"] for row in rows], [row["probabilities"] for row in expected], rtol=1e-5, atol=1e-6)
+
+
+def test_cli_names_each_bad_file_and_classifies_the_good_ones(server, fer_client, face_files, bad_jpeg, tmp_path, capsys):
+    good = [str(face_files[0]), str(face_files[1])]
+    missing = tmp_path / "missing.png"
+    argv = ["--model", "fer", good[0], str(bad_jpeg), good[1], str(missing)]
+    expected = fer_client.predict(good, model="fer")
+
+    assert client_module.main(["--server", server.target, "--json", *argv]) == 1
+    captured = capsys.readouterr()
+    rows = json.loads(captured.out)
+    assert [row.pop("image") for row in rows] == good
+    _assert_same_rows(rows, expected)
+    errors = captured.err.splitlines()
+    assert len(errors) == 2 and "Traceback" not in captured.err
+    assert errors[0].startswith(f"error: {bad_jpeg}: INVALID_ARGUMENT: ") and "JPEG" in errors[0]
+    assert errors[1] == f"error: {missing}: CLIENT_ERROR: cannot read file: No such file or directory"
+
+    assert client_module.main(["--rest", f"http://127.0.0.1:{server.rest_api_port}", *argv]) == 1
+    captured = capsys.readouterr()
+    table = captured.out.splitlines()
+    assert [line.split()[0] for line in table[1:]] == [p.name for p in face_files[:2]]
+    errors = captured.err.splitlines()
+    assert len(errors) == 2 and errors[0].startswith(f"error: {bad_jpeg}: HTTP_400: ") and errors[1].startswith(f"error: {missing}: ")
+
+    assert client_module.main(["--server", server.target, "--model", "fer", str(bad_jpeg)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith(f"error: {bad_jpeg}: INVALID_ARGUMENT: ")
+
+
+def test_predict_errors_return_puts_a_named_error_in_place_of_each_bad_image(fer_client, face_files, bad_jpeg):
+    expected = fer_client.predict(face_files[:3], model="fer")
+    results = fer_client.predict([face_files[0], b"not an image", face_files[1], bad_jpeg, face_files[2]], model="fer", errors="return")
+    assert [type(result).__name__ for result in results] == ["dict", "FerServingError", "dict", "FerServingError", "dict"]
+    assert results[1].image == "images[1]" and str(results[1]).startswith("images[1]: INVALID_ARGUMENT: ")
+    assert results[3].image == str(bad_jpeg) and results[3].code_name == "INVALID_ARGUMENT"
+    _assert_same_rows([results[0], results[2], results[4]], expected)
+    with pytest.raises(FerServingError) as error:  # an error about the whole call is still raised
+        fer_client.predict([face_files[0], bad_jpeg], model="nope", errors="return")
+    assert error.value.code_name == "NOT_FOUND" and error.value.image is None

@@ -8,9 +8,11 @@ polling the folder never sees half a model.
 
 Signatures (every output named):
 
-- ``serving_default``: ``images`` string ``[N]`` of encoded JPEG/PNG/GIF/BMP bytes. Decoded in
-  the graph (``tf.io.decode_image``; bytes that are not an image fail the call with
-  ``InvalidArgumentError``, which a server reports as INVALID_ARGUMENT), converted to the
+- ``serving_default``: ``images`` string ``[N]`` of encoded JPEG, PNG, GIF (first frame), BMP
+  or WebP bytes (``SERVED_IMAGE_FORMATS``), each at least ``MIN_IMAGE_SIDE`` (16) px per side.
+  Decoded in the graph (``tf.io.decode_image``). Other bytes (TIFF, HEIC, text, ...) and
+  smaller images fail the call with an ``InvalidArgumentError`` that says what is accepted
+  (TF Serving and ``serving.server`` answer INVALID_ARGUMENT, HTTP 400). Converted to the
   model's channels, resized to its ``source_size`` (bilinear with antialiasing, like the
   Pillow resize of the data pipelines, then rounded to 0..255), then
   ``pipelines.input.eval_inputs`` (normalise, centre crop, region crops of an aligned face).
@@ -25,8 +27,8 @@ Signatures (every output named):
 - ``metadata``: a dummy scalar input ``unused`` (int32, any value: TF Serving rejects
   signatures without inputs) and constant outputs ``class_names`` ``[C]``, ``model_name``,
   ``dataset_name``, ``fer_keras_version``, ``metadata_json`` (the whole JSON, with the
-  model's ``fer_spec.ModelSpec`` under ``model_spec`` and the input contract under
-  ``expected_input``) and the
+  model's ``fer_spec.ModelSpec`` under ``model_spec``, the input contract under
+  ``expected_input``, ``image_formats`` and ``min_image_side``) and the
   int64 scalars ``input_height``, ``input_width``, ``source_height``, ``source_width``,
   ``channels``, ``num_classes``.
 
@@ -51,8 +53,32 @@ from fer_keras.saving import model_spec
 from fer_spec import InputSpec, ModelSpec
 
 METADATA_ASSET = "fer_keras_metadata.json"
+# What ``serving_default`` decodes: the formats ``tf.io.decode_image`` tells apart by their first
+# bytes (JPEG XL, which TF 2.21 also decodes, is left out: Pillow, the Python path, cannot read it).
+SERVED_IMAGE_FORMATS = ("JPEG", "PNG", "GIF", "BMP", "WebP")
+# Smallest side (px) of an image ``serving_default`` accepts. Measured on 1000 FER2013 val crops
+# shrunk to s x s px (shipped baseline / vgg4): at 12 px and below the accuracy is 0.15-0.27, about
+# the rate of always answering the most frequent class (0.25); at 16 px 0.33, at 48 px 0.63 / 0.69.
+MIN_IMAGE_SIDE = 16
+_FORMAT_SIGNATURES = (  # per format, (offset, bytes) pairs that must all match
+    ((0, b"\xff\xd8\xff"),),  # JPEG
+    ((0, b"\x89PNG\r\n\x1a\n"),),  # PNG
+    ((0, b"GIF8"),),  # GIF
+    ((0, b"BM"),),  # BMP
+    ((0, b"RIFF"), (8, b"WEBP")),  # WebP
+)
+FORMAT_ERROR = (
+    f"serving_default decodes only {', '.join(SERVED_IMAGE_FORMATS[:-1])} or {SERVED_IMAGE_FORMATS[-1]} images and these bytes are none of them. "
+    "Convert other formats (TIFF, HEIC, ...) to PNG or JPEG first, or classify them with the Python "
+    "fer_keras.Recognizer / python -m fer_keras.predict, which read any format Pillow reads."
+)
+SIZE_ERROR = (
+    "serving_default needs images of at least {min_side}x{min_side} px (smaller faces are classified no "
+    "better than always answering the most frequent class); got an image of {{}}x{{}} px (height x width)."
+).format(min_side=MIN_IMAGE_SIDE)
 EXPECTED_INPUT = (
-    "serving_default: encoded JPEG/PNG bytes of ALIGNED FACE CROPS (a detected, aligned, upright face "
+    f"serving_default: encoded {', '.join(SERVED_IMAGE_FORMATS)} bytes, at least {MIN_IMAGE_SIDE}x{MIN_IMAGE_SIDE} px, "
+    "of ALIGNED FACE CROPS (a detected, aligned, upright face "
     "framed like the training data; no face detection and no EXIF rotation happen in the graph). "
     "For a whole photo, detect and align the faces first (fer_keras.Recognizer or pipelines.faces) and send the crops."
 )
@@ -96,17 +122,35 @@ def write_version_atomically(export_root: str, model_name: str, version: int | N
     return final_dir
 
 
+def is_served_format(data: tf.Tensor) -> tf.Tensor:
+    """Whether scalar string ``data`` starts with the signature of a ``SERVED_IMAGE_FORMATS`` file
+    (the first bytes ``tf.io.decode_image`` tells formats by)."""
+    head = tf.strings.substr(tf.strings.join([tf.strings.substr(data, 0, 12), b"\0" * 12]), 0, 12)
+
+    def starts(position, magic):
+        return tf.equal(tf.strings.substr(head, position, len(magic)), magic)
+
+    matches = [tf.reduce_all(tf.stack([starts(offset, magic) for offset, magic in signature])) for signature in _FORMAT_SIGNATURES]
+    return tf.reduce_any(tf.stack(matches))
+
+
 def decode_images(encoded: tf.Tensor, spec: InputSpec) -> tf.Tensor:
     """Encoded image bytes ``[N]`` -> float32 ``[N, *source_size, channels]`` in 0..255.
 
-    Any image size and channel count is accepted: grayscale is repeated to RGB, alpha
-    dropped, RGB converted to luma (``tf.image.rgb_to_grayscale``) for 1-channel models.
+    Any channel count and any size from ``MIN_IMAGE_SIDE`` px per side up is accepted: grayscale
+    is repeated to RGB, alpha dropped, RGB converted to luma (``tf.image.rgb_to_grayscale``) for
+    1-channel models. Bytes of another format than ``SERVED_IMAGE_FORMATS`` fail with
+    ``FORMAT_ERROR``, smaller images with ``SIZE_ERROR`` (``InvalidArgumentError``).
     """
     height, width = spec.source_size
 
     def decode_one(data):
-        image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
-        image = tf.cast(image, tf.float32)
+        with tf.control_dependencies([tf.debugging.Assert(is_served_format(data), [FORMAT_ERROR])]):
+            image = tf.io.decode_image(data, channels=3, expand_animations=False, dtype=tf.uint8)
+        size = tf.shape(image)[:2]
+        too_small = tf.strings.format(SIZE_ERROR, (size[0], size[1]))
+        with tf.control_dependencies([tf.debugging.Assert(tf.reduce_min(size) >= MIN_IMAGE_SIDE, [too_small])]):
+            image = tf.cast(image, tf.float32)
         if spec.channels == 1:
             image = tf.image.rgb_to_grayscale(image)
         image = tf.image.resize(image, (height, width), method="bilinear", antialias=True)
@@ -138,6 +182,8 @@ def build_metadata(model_name: str, spec: ModelSpec, extra: dict | None = None) 
         "fer_keras_version": fer_keras.__version__,
         "model_spec": spec.to_dict(),
         "expected_input": EXPECTED_INPUT,
+        "image_formats": list(SERVED_IMAGE_FORMATS),
+        "min_image_side": MIN_IMAGE_SIDE,
     }
     metadata.update(extra or {})
     return metadata

@@ -110,12 +110,15 @@ def model_cost(model: str, data: bytes, sizes=(1, 4, 8, 16, 32), seconds: float 
     return costs
 
 
-def start_servers(model: str, threads: int, batching_file: str) -> dict:
+def start_servers(model: str, threads: int, batching_file: str, intra_op_threads: int = 0) -> dict:
     model_dir = str(ROOT / "serving" / "models" / model)
+    on_flags = ["--enable_batching", f"--batching_parameters_file={batching_file}"]
+    if intra_op_threads:
+        on_flags.append(f"--tensorflow_intra_op_parallelism={intra_op_threads}")
     return {
         "naive": start_process([str(pathlib.Path(__file__).resolve()), "--serve_naive", f"--model_dir={model_dir}"], "naive"),
         "off": start_server(model_dir, threads, model, name="off"),
-        "on": start_server(model_dir, threads, model, ["--enable_batching", f"--batching_parameters_file={batching_file}"], "on"),
+        "on": start_server(model_dir, threads, model, on_flags, "on"),
     }
 
 
@@ -127,7 +130,7 @@ def measure(args, data: bytes) -> tuple[dict, dict]:
         runs[model].append(int(clients))
     results, batch_stats = collections.defaultdict(list), {}
     for model, client_counts in runs.items():
-        servers = start_servers(model, max(8, *client_counts), args.batching_parameters_file)
+        servers = start_servers(model, max(8, *client_counts), args.batching_parameters_file, args.intra_op_threads)
         request = predict_request(model, data)
         try:
             for clients in client_counts:  # warm up every server at every concurrency
@@ -198,6 +201,7 @@ def main(argv=None) -> int:
     parser.add_argument("--requests", type=int, default=600, help="requests per measurement")
     parser.add_argument("--warmup", type=int, default=200, help="warm-up requests per server and concurrency")
     parser.add_argument("--batching_parameters_file", default="serving/batching.config")
+    parser.add_argument("--intra_op_threads", type=int, default=0, help="--tensorflow_intra_op_parallelism of the batching server (0: TensorFlow's default)")
     parser.add_argument("--image", help="face image to send (default: a FER2013 val PNG)")
     parser.add_argument("--serve_naive", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--model_dir", help=argparse.SUPPRESS)

@@ -324,8 +324,23 @@ def build_arg_parser() -> argparse.ArgumentParser:
     parser.add_argument("--batching_parameters_file", default="",
                         help="BatchingParameters text proto (serving/batching.config); needs --enable_batching; "
                              "without it, TF Serving's defaults")
+    parser.add_argument("--tensorflow_intra_op_parallelism", type=_non_negative_int, default=0,
+                        help="threads of one TensorFlow op (TF Serving's flag; 0 = TensorFlow's choice, all cores)")
+    parser.add_argument("--tensorflow_inter_op_parallelism", type=_non_negative_int, default=0,
+                        help="ops run in parallel (TF Serving's flag; 0 = TensorFlow's choice)")
     parser.add_argument("--port_file", help="write the bound gRPC port (and REST port) here once serving")
     return parser
+
+
+def set_tensorflow_threads(args) -> None:
+    """``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism`` (0: TensorFlow's
+    default); must run before TensorFlow executes anything."""
+    import tensorflow as tf
+
+    if args.tensorflow_intra_op_parallelism:
+        tf.config.threading.set_intra_op_parallelism_threads(args.tensorflow_intra_op_parallelism)
+    if args.tensorflow_inter_op_parallelism:
+        tf.config.threading.set_inter_op_parallelism_threads(args.tensorflow_inter_op_parallelism)
 
 
 def _flag_bool(text: str) -> bool:
@@ -386,6 +401,7 @@ def build_server(args) -> ModelServer:
 def main(argv=None) -> int:
     args = build_arg_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    set_tensorflow_threads(args)
     try:
         server = build_server(args)
     except serving_config.ConfigError as error:

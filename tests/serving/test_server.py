@@ -275,3 +275,20 @@ def test_handle_reload_config_request(model_repo):
             with pytest.raises(grpc.RpcError) as error:
                 _status(model, "fer")
             assert error.value.code() == grpc.StatusCode.NOT_FOUND
+
+
+def test_tensorflow_thread_flags_set_tensorflow_threading():
+    """``--tensorflow_intra_op_parallelism`` / ``--tensorflow_inter_op_parallelism`` (TF Serving's
+    flags) reach TensorFlow; 0 leaves its defaults."""
+    import subprocess
+    import sys
+
+    code = (
+        "import tensorflow as tf; from serving.server import build_arg_parser, set_tensorflow_threads; "
+        "set_tensorflow_threads(build_arg_parser().parse_args(['--tensorflow_intra_op_parallelism=1', '--tensorflow_inter_op_parallelism=2'])); "
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads())"
+    )
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["1", "2"]

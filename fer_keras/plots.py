@@ -1,8 +1,9 @@
-"""PNG plots written by train/evaluate: confusion matrix and training curves.
+"""PNG plots written by train/evaluate: confusion matrix, training curves, t-SNE of embeddings.
 
 Matplotlib is imported inside the functions and drives an Agg canvas directly (no pyplot,
 no global backend switch), so importing ``fer_keras`` needs no display and never changes
-the caller's matplotlib state. Files are written to a temporary file in the target folder
+the caller's matplotlib state; scikit-learn's t-SNE is imported where it is used, so
+training and evaluation do not load it. Files are written to a temporary file in the target folder
 and moved into place with ``os.replace``, so a half-written PNG is never visible.
 """
 
@@ -203,5 +204,58 @@ def plot_runs(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, yl
     axes.legend(fontsize=7, ncol=2)
     if title:
         axes.set_title(title)
+    figure.tight_layout()
+    return _save_atomically(figure, path)
+
+
+def plot_embedding(embeddings: Any, labels: Any, class_names: Sequence[str], path: str | os.PathLike, title: str | None = None) -> str:
+    """Write a t-SNE map of embeddings, one colour per class, to a PNG (as LBAN-IL Fig. 5).
+
+    The 2-D map is scikit-learn's ``TSNE`` (PCA initialisation, ``random_state=0``,
+    perplexity ``min(30, (N - 1) / 3)``), so the same embeddings give the same picture. It
+    runs on one OpenMP thread: on our 2-core machine shared with training runs, its
+    busy-waiting OpenMP threads made 2,000 points take 3.6x longer with two threads than
+    with one (median 39.1 s vs 10.9 s).
+
+    Args:
+        embeddings: ``[N, D]`` features (e.g. a model's 128-d ``embedding`` output).
+        labels: ``[N]`` class ids into ``class_names``.
+        class_names: The class names, in id order.
+        path: Output PNG file; parent folders are created.
+        title: Figure title; defaults to "t-SNE of N embeddings".
+
+    Returns:
+        The written path.
+
+    Raises:
+        ValueError: fewer than 5 points, ``embeddings`` not ``[N, D]``, ``labels`` of
+            another length, or a label outside ``class_names``.
+    """
+    from matplotlib import colormaps
+    from sklearn.manifold import TSNE
+    from threadpoolctl import threadpool_limits
+
+    points = np.asarray(embeddings, dtype=np.float64)
+    ids = np.asarray(labels).astype(np.int64).reshape(-1)
+    names = [str(name) for name in class_names]
+    if points.ndim != 2 or len(points) != len(ids) or len(points) < 5:
+        raise ValueError(f"embeddings must be [N, D] with N >= 5 and one label per row. Received: embeddings {points.shape}, labels {ids.shape}")
+    if ids.min() < 0 or ids.max() >= len(names):
+        raise ValueError(f"labels must be class ids in [0, {len(names)}). Received: min {ids.min()}, max {ids.max()}")
+    tsne = TSNE(n_components=2, init="pca", perplexity=min(30.0, (len(points) - 1) / 3.0), random_state=0)
+    with threadpool_limits(limits=1, user_api="openmp"):
+        mapped = tsne.fit_transform(points)
+
+    figure = _new_figure(7.5, 6.5)
+    axes = figure.add_subplot(1, 1, 1)
+    colours = colormaps["tab10" if len(names) <= 10 else "tab20"]
+    for index, name in enumerate(names):
+        members = ids == index
+        if members.any():
+            axes.scatter(mapped[members, 0], mapped[members, 1], s=6, alpha=0.7, color=colours(index % colours.N), label=f"{name} ({int(members.sum())})")
+    axes.set_xticks([])
+    axes.set_yticks([])
+    axes.set_title(title or f"t-SNE of {len(points)} embeddings")
+    axes.legend(loc="best", fontsize=8, markerscale=2.5)
     figure.tight_layout()
     return _save_atomically(figure, path)

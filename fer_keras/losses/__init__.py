@@ -3,5 +3,6 @@
 from fer_keras.losses.arcface import ArcFaceLoss, ArcFaceMarginLoss, arcface_loss
 from fer_keras.losses.center import CenterLoss
 from fer_keras.losses.crossentropy import CrossEntropy, crossentropy
+from fer_keras.losses.island import IslandLoss, IsletsLoss
 
-__all__ = ["ArcFaceLoss", "ArcFaceMarginLoss", "CenterLoss", "CrossEntropy", "arcface_loss", "crossentropy"]
+__all__ = ["ArcFaceLoss", "ArcFaceMarginLoss", "CenterLoss", "CrossEntropy", "IslandLoss", "IsletsLoss", "arcface_loss", "crossentropy"]

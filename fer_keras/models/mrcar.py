@@ -293,6 +293,16 @@ PRESETS = [
         "batch 32, 200 epochs, lr x0.9 every 5 epochs after epoch 80, ten-crop test.",
         _step_settings(epochs=200, batch_size=32, decay_start=80, decay_every=5),
     ),
+    Preset(
+        "fer2013_cosine",
+        "MrCAR with our FER2013 recipe (not the paper's; benchmarks/RESULTS.md, issue 10): the ArcFace "
+        "margin growing from 0 over 5 epochs, SGD Nesterov lr 0.01 batch 32, 1 warm-up epoch + cosine over 60 "
+        "epochs, weight decay 5e-4, random erasing p 0.5, ten-crop test.",
+        {"optimizer": "sgd", "nesterov": True, "learning_rate": 0.01, "momentum": 0.9, "weight_decay": 5e-4, "lr_schedule": "cosine",
+         "warmup_epochs": 1, "batch_size": 32, "epochs": 60, "augmentation": {"erase_probability": 0.5}},
+        objective_options={"margin_warmup_epochs": 5},
+        ten_crop=True,
+    ),
     _preset(
         "rafdb",
         "MrCAR on RAF-DB (Lan et al. 2023, Sec. IV-A): random 98x98 RGB crops of 100x100, SGD lr 0.01, "

@@ -46,7 +46,9 @@ def test_registry_entry():
     raf = entry.presets["rafdb"]
     assert raf.input_spec.image_size == (98, 98) and raf.input_spec.source_size == (100, 100) and raf.input_spec.channels == 3
     assert raf.settings["lr_decay_start"] == 50
-    assert set(entry.presets) == {"fer2013", "rafdb", "ckplus", "jaffe"}
+    assert set(entry.presets) == {"fer2013", "fer2013_cosine", "rafdb", "ckplus", "jaffe"}
+    ours = entry.presets["fer2013_cosine"]
+    assert ours.objective_options == {"margin_warmup_epochs": 5} and ours.settings["lr_schedule"] == "cosine" and ours.settings["epochs"] == 60
 
 
 def test_table_1_rows_match_the_paper(shared_dir):

@@ -132,7 +132,7 @@ def main(argv=None):
         table = markdown_table(summaries)
         with open(os.path.join(args.figures_dir, "table.md"), "w") as stream:
             stream.write(table)
-        plot_runs(curves, os.path.join(args.figures_dir, "val_accuracy.png"), title=f"MrCAR global-only, {args.limit} FER2013 train images, seed {args.seed}")
+        plot_runs(curves, os.path.join(args.figures_dir, "val_accuracy.png"), title=f"MrCAR global-only, {args.limit} FER2013 train images, {args.epochs} epochs, seed {args.seed} unless the setting says")
     print(markdown_table(summaries) if summaries else "no finished settings")
 
 

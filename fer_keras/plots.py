@@ -193,8 +193,12 @@ def plot_runs(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, yl
     """
     if not curves:
         raise ValueError("curves is empty: nothing to plot")
+    from matplotlib import colormaps
+
     figure = _new_figure(8.0, 5.0)
     axes = figure.add_subplot(1, 1, 1)
+    palette = colormaps["tab20"]
+    axes.set_prop_cycle(color=[palette(i) for i in range(palette.N)])  # 20 distinct colours, not 10
     for label, values in curves.items():
         values = [float(v) for v in values]
         axes.plot(np.arange(1, len(values) + 1), values, "-o", markersize=2, label=label)

@@ -7,7 +7,7 @@ import sys
 import numpy as np
 import pytest
 
-from fer_keras.plots import plot_confusion_matrix, plot_history
+from fer_keras.plots import plot_confusion_matrix, plot_history, plot_runs
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 NAMES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
@@ -70,3 +70,27 @@ def test_no_global_backend_change():
     before = matplotlib.get_backend() if "matplotlib.pyplot" in sys.modules else None
     plot_history({"loss": [1.0]}, __import__("pathlib").Path(__import__("tempfile").mkdtemp()) / "h.png")
     assert "matplotlib.pyplot" not in sys.modules or matplotlib.get_backend() == before
+
+
+def test_runs_png_one_line_per_run_and_empty_refused(tmp_path):
+    """``plot_runs``: 13 runs (more than matplotlib's 10 default colours) get 13 distinct colours."""
+    from matplotlib.figure import Figure
+
+    curves = {f"setting {i}": [0.2 + 0.01 * i + 0.02 * e for e in range(12)] for i in range(13)}
+    path = tmp_path / "runs.png"
+    seen = {}
+    original = Figure.savefig
+
+    def spy(figure, *args, **kwargs):
+        seen["colours"] = {line.get_color() for line in figure.axes[0].get_lines()}
+        return original(figure, *args, **kwargs)
+
+    Figure.savefig = spy
+    try:
+        plot_runs(curves, path, title="study")
+    finally:
+        Figure.savefig = original
+    _assert_png(path)
+    assert len(seen["colours"]) == 13
+    with pytest.raises(ValueError, match="empty"):
+        plot_runs({}, tmp_path / "none.png")

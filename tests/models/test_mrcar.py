@@ -48,7 +48,8 @@ def test_registry_entry():
     assert raf.settings["lr_decay_start"] == 50
     assert set(entry.presets) == {"fer2013", "fer2013_cosine", "rafdb", "ckplus", "jaffe"}
     ours = entry.presets["fer2013_cosine"]
-    assert ours.objective_options == {"margin_warmup_epochs": 5} and ours.settings["lr_schedule"] == "cosine" and ours.settings["epochs"] == 60
+    assert ours.objective_options == {"margin_warmup_epochs": 5} and ours.model_options == {"arcface_scale": 32.0}
+    assert ours.settings["lr_schedule"] == "cosine" and ours.settings["epochs"] == 60 and ours.settings["weight_decay"] == 5e-3
 
 
 def test_table_1_rows_match_the_paper(shared_dir):

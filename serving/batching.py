@@ -46,7 +46,7 @@ import grpc
 import numpy as np
 
 from serving import config as serving_config
-from serving.servables import Servable, ServingError, _check_inputs, run_signature
+from serving.servables import Servable, ServingError, check_inputs, check_output_filter, run_signature
 
 LOG = logging.getLogger("serving.server")
 # TF Serving's defaults for fields left out (SharedBatchScheduler / BasicBatchScheduler options).
@@ -164,11 +164,9 @@ class BatchScheduler:
     def run_signature(self, servable: Servable, signature_name: str, inputs: dict, output_filter=()) -> tuple[str, dict]:
         """Queue ``inputs`` (numpy, by input name), wait for its batch; outputs of its own rows."""
         signature_name, fn = servable.signature(signature_name)
-        _check_inputs(signature_name, fn, inputs)  # a bad request fails here, alone
+        check_inputs(signature_name, fn, inputs)  # a bad request fails here, alone
         if output_filter:
-            unknown = [name for name in output_filter if name not in fn.structured_outputs]
-            if unknown:
-                raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"output tensor alias not found in signature: {unknown[0]}")
+            check_output_filter(fn.structured_outputs, output_filter)
         if not _batchable(fn):
             return run_signature(servable, signature_name, inputs, output_filter)
         sizes = {len(value) for value in inputs.values()}

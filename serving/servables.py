@@ -304,7 +304,7 @@ def array_from_proto(name: str, proto) -> np.ndarray:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"tensor parsing error: {name}: {error}") from None
 
 
-def _check_inputs(signature_name: str, fn, inputs: dict) -> dict:
+def check_inputs(signature_name: str, fn, inputs: dict) -> dict:
     """Validate named numpy inputs against the signature; INVALID_ARGUMENT like TF Serving."""
     _, specs = fn.structured_input_signature
     sent, wanted = set(inputs), set(specs)
@@ -341,6 +341,13 @@ def _check_inputs(signature_name: str, fn, inputs: dict) -> dict:
     return tensors
 
 
+def check_output_filter(outputs, output_filter) -> None:
+    """INVALID_ARGUMENT, as TF Serving, for an ``output_filter`` name the signature does not output."""
+    unknown = [name for name in output_filter if name not in outputs]
+    if unknown:
+        raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"output tensor alias not found in signature: {unknown[0]}")
+
+
 def _clean_tf_message(message: str) -> str:
     """The op's own message without the eager "Graph execution error / Detected at node" frame."""
     lines = [line.strip() for line in str(message).splitlines()]
@@ -354,7 +361,7 @@ def _clean_tf_message(message: str) -> str:
 def run_signature(servable: Servable, signature_name: str, inputs: dict, output_filter=()) -> tuple[str, dict]:
     """Call a signature on numpy inputs; returns ``(signature_name, {output: np.ndarray})``."""
     signature_name, fn = servable.signature(signature_name)
-    tensors = _check_inputs(signature_name, fn, inputs)
+    tensors = check_inputs(signature_name, fn, inputs)
     try:
         outputs = fn(**tensors)
     except tf.errors.OpError as error:
@@ -363,8 +370,6 @@ def run_signature(servable: Servable, signature_name: str, inputs: dict, output_
     except (TypeError, ValueError) as error:
         raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from None
     if output_filter:
-        unknown = [name for name in output_filter if name not in outputs]
-        if unknown:
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, f"output tensor alias not found in signature: {unknown[0]}")
+        check_output_filter(outputs, output_filter)
         outputs = {name: outputs[name] for name in output_filter}
     return signature_name, {name: value.numpy() for name, value in outputs.items()}

@@ -94,11 +94,24 @@ class Term:
         output: str. Key of the model output the loss reads.
         weight: float. Multiplier in the sum.
         target_kinds: kinds of target the loss accepts.
+        warmup_epochs: float. Ramp the weight linearly from 0 at the start of training to
+            ``weight`` at this (fractional) epoch; ``0``: the full weight from the start.
+            For auxiliary losses that would otherwise dominate an untrained network (e.g.
+            a center loss pulling every feature towards centres that start at zero).
     """
 
-    def __init__(self, name: str, loss: Callable, output: str = "probabilities", weight: float = 1.0, target_kinds: Sequence[str] = TARGET_KINDS):
+    def __init__(self, name: str, loss: Callable, output: str = "probabilities", weight: float = 1.0, target_kinds: Sequence[str] = TARGET_KINDS, warmup_epochs: float = 0.0):
+        if float(warmup_epochs) < 0:
+            raise ValueError(f"warmup_epochs must be >= 0. Received: warmup_epochs={warmup_epochs} for term {name!r}")
         self.name, self.loss, self.output, self.weight = name, loss, output, float(weight)
         self.target_kinds = tuple(target_kinds)
+        self.warmup_epochs = float(warmup_epochs)
+
+    def weight_at(self, epoch) -> Any:
+        """The term's weight at training progress ``epoch`` (see ``warmup_epochs``)."""
+        if not self.warmup_epochs:
+            return self.weight
+        return self.weight * ops.clip(ops.cast(epoch, "float32") / self.warmup_epochs, 0.0, 1.0)
 
     def per_example(self, targets: Targets, outputs: dict, context: Context) -> Any:
         if isinstance(self.loss, ContextLoss):
@@ -201,7 +214,7 @@ class Objective:
         if missing:
             raise ValueError(f"The objective reads outputs {missing}, but the model returns {sorted(outputs)}.")
         values = {term.name: ops.cast(term.per_example(targets, outputs, context), "float32") for term in self.terms}
-        total = sum(term.weight * values[term.name] for term in self.terms)
+        total = sum(term.weight_at(context.epoch) * values[term.name] for term in self.terms)
         return total, values
 
 

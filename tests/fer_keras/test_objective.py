@@ -42,6 +42,17 @@ def test_weighted_terms_add_up_and_missing_outputs_are_named():
         embedding_term(TARGETS, {"probabilities": P})
 
 
+def test_term_weight_warms_up_linearly_over_the_first_epochs():
+    objective = Objective([Term("a", CrossEntropy()), Term("b", CrossEntropy(0.1), weight=0.6, warmup_epochs=4)])
+    _, values = objective(TARGETS, P)
+    a, b = (keras.ops.convert_to_numpy(values[k]) for k in "ab")
+    for epoch, weight in [(0.0, 0.0), (1.0, 0.15), (2.5, 0.375), (4.0, 0.6), (30.0, 0.6)]:
+        total, _ = objective(TARGETS, {"probabilities": P}, Context(epoch=keras.ops.convert_to_tensor(epoch, "float32")))
+        np.testing.assert_allclose(keras.ops.convert_to_numpy(total), a + weight * b, rtol=1e-6)
+    with pytest.raises(ValueError, match="warmup_epochs must be >= 0"):
+        Term("c", CrossEntropy(), warmup_epochs=-1)
+
+
 def test_unknown_objective_and_model_options_name_the_known_ones():
     model = build_model("baseline", 7, widths=(4, 4, 4))
     with pytest.raises(ValueError, match=r"Unknown objective option\(s\) \['margin'\].*label_smoothing"):

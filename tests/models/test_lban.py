@@ -69,17 +69,21 @@ def test_registry_entry_and_presets():
     assert entry.default_preset == "fer2013" and entry.input_spec == FER2013_SPEC
     assert (FER2013_SPEC.image_size, FER2013_SPEC.source_size, FER2013_SPEC.channels) == ((40, 40), (48, 48), 1)
     assert (ALIGNED_SPEC.image_size, ALIGNED_SPEC.source_size, ALIGNED_SPEC.channels) == ((80, 80), (100, 100), 3)
-    assert set(entry.presets) == {"fer2013", "rafdb", "sfew"}
-    for preset in entry.presets.values():
+    assert set(entry.presets) == {"fer2013", "fer2013_adamw", "rafdb", "sfew"}
+    for name in ("fer2013", "rafdb", "sfew"):  # the paper's protocol
+        preset = entry.presets[name]
         settings = preset.settings
         assert preset.ten_crop and set(settings) <= set(_loop_setting_names())
         assert (settings["optimizer"], settings["momentum"], settings["batch_size"], settings["learning_rate"]) == ("sgd", 0.9, 64, 0.001)
         assert (settings["lr_schedule"], settings["lr_decay_start"], settings["lr_decay_every"], settings["lr_decay_factor"]) == ("step", 20, 5, 0.9)
         augmentation = Augmentation(**settings["augmentation"])  # crops and flips only
         assert augmentation.flip and augmentation.translate and augmentation.max_rotation == 0 and augmentation.scale_range == (1.0, 1.0)
+    fast = entry.presets["fer2013_adamw"]  # ours: the paper's network, data and loss; AdamW + cosine, lambda warm-up
+    assert (fast.settings["optimizer"], fast.settings["learning_rate"], fast.settings["lr_schedule"], fast.settings["warmup_epochs"]) == ("adamw", 0.001, "cosine", 1)
+    assert fast.objective_options == {"lambda_warmup_epochs": 5} and fast.ten_crop and fast.input_spec is None
     assert entry.presets["fer2013"].input_spec is None
     assert entry.presets["rafdb"].input_spec == entry.presets["sfew"].input_spec == ALIGNED_SPEC
-    assert sorted(entry.objective_option_names()) == ["alpha", "lambda1", "lambda2", "lambda_", "loss"]
+    assert sorted(entry.objective_option_names()) == ["alpha", "lambda1", "lambda2", "lambda_", "lambda_warmup_epochs", "loss"]
 
 
 def test_fig_2_shapes_and_outputs(model):
@@ -130,7 +134,8 @@ def test_objective_for_each_table_4_loss():
         assert objective.stateful_terms == [feature]
     islets = entry.objective(m, "labels").terms[1].loss  # the default: the islets loss, Sec. 4.2 weights
     assert isinstance(islets, IsletsLoss) and (islets.lambda1, islets.lambda2) == (0.2, 0.9)
-    assert entry.objective(m, "labels").terms[1].weight == 0.6
+    assert (entry.objective(m, "labels").terms[1].weight, entry.objective(m, "labels").terms[1].warmup_epochs) == (0.6, 0.0)
+    assert entry.objective(m, "labels", **entry.presets["fer2013_adamw"].objective_options).terms[1].warmup_epochs == 5
     with pytest.raises(ValueError, match="loss must be one of"):
         entry.objective(m, "labels", loss="arcface")
 

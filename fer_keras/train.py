@@ -5,7 +5,8 @@ data) so the whole loop (train -> evaluate -> saved model) runs in a few minutes
 
 Writes into ``--output_dir``: ``checkpoints/`` (resume with ``--resume``), ``history.csv``,
 ``history.png``, ``logs/`` (TensorBoard), ``best.keras`` (best validation accuracy),
-``final.keras``, ``report.json`` + confusion matrices of the best model, ``run.json``.
+``final.keras``, ``report.json`` + confusion matrices of the best model, ``run.json``;
+with ``--teacher=MODEL_NAME``, the teacher's own run in ``teacher/``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ flags.DEFINE_string("val_split", None, "Validation split (default per data set, 
 flags.DEFINE_string("label_mode", None, "FER+ training label mode (Barsoum et al. 2016): majority, probability (a label drawn from the votes each epoch), crossentropy (the vote distribution as target), multi_target (-log of the summed probability of the voted labels). Validation always uses the majority vote.")
 flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers parsed), overriding the preset's, e.g. arcface_margin=0.3.")
 flags.DEFINE_list("objective_options", [], "Training-objective options as key=value, overriding the preset's, e.g. label_smoothing=0.1.")
+flags.DEFINE_string("teacher", None, "Label distribution generator (ResFace Sec. 3.3): a saved model (PATH.keras) whose softmax on each training batch becomes the target, or a registered model name, first trained with hard labels on the same data into <output_dir>/teacher/ (resumable with --resume). The model's objective must take a teacher.")
+flags.DEFINE_list("teacher_model_options", [], "Builder options of a --teacher trained by name, as key=value (e.g. depth=50).")
 flags.DEFINE_integer("limit", None, "Use at most this many training images (quick runs).")
 flags.DEFINE_integer("epochs", None, "Number of epochs (overrides the preset).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the preset).")
@@ -132,6 +135,51 @@ def _load_split(dataset: str, split: str, spec, label_mode=None, limit=None):
     return arrays
 
 
+def _teacher_path(entry, config, spec, class_names, train, val, output_dir, strategy) -> str | None:
+    """The ``.keras`` file of ``--teacher``: the given path, or the best model of the named
+    registered model trained (or resumed) with hard labels on the same data and settings,
+    the student's input spec and classes, in ``<output_dir>/teacher/``."""
+    import numpy as np
+
+    from fer_keras.objective import call_factory
+    from fer_keras.registry import build_model, get_model_entry
+    from fer_keras.saving import save_model
+    from fer_keras.training.loop import Trainer
+
+    if not FLAGS.teacher:
+        return None
+    if "teacher" not in entry.objective_option_names():
+        raise app.UsageError(f"--teacher: the objective of {entry.name!r} takes no teacher (options {entry.objective_option_names()}).")
+    if FLAGS.teacher.endswith(".keras"):
+        if not os.path.isfile(FLAGS.teacher):
+            raise app.UsageError(f"--teacher={FLAGS.teacher}: no such file.")
+        return FLAGS.teacher
+    try:
+        teacher_entry = get_model_entry(FLAGS.teacher)
+        options = _parse_options(FLAGS.teacher_model_options)
+        teacher_entry.check_options(options, {})
+    except ValueError as error:
+        raise app.UsageError(f"--teacher is a .keras file or a registered model name: {error}") from None
+    teacher_dir = os.path.join(output_dir, "teacher")
+    if os.path.isdir(os.path.join(teacher_dir, "checkpoints")) and not FLAGS.resume:
+        raise app.UsageError(f"{teacher_dir} already holds a teacher run. Pass --resume to continue it, or choose another --output_dir.")
+    print(f"Teacher: training {FLAGS.teacher} with hard labels into {teacher_dir}")
+    labels = train.targets if train.targets.ndim == 1 else np.argmax(train.targets, axis=1).astype(np.int32)
+    trainer = Trainer(
+        lambda: build_model(FLAGS.teacher, class_names, spec, dataset=FLAGS.dataset, **options),
+        lambda model: call_factory(teacher_entry.objective, model, "labels", {}),
+        config,
+        teacher_dir,
+        strategy,
+    )
+    if FLAGS.resume and trainer.restore():
+        print(f"Teacher resumed at epoch {int(trainer.epoch.numpy())}, step {int(trainer.step_in_epoch.numpy())}.")
+    trainer.fit(train.images, labels, val.images, val.targets)
+    if trainer.is_chief:
+        save_model(trainer.model, os.path.join(teacher_dir, "final.keras"))
+    return os.path.join(teacher_dir, "best.keras")
+
+
 def main(argv):
     del argv
     logging.set_verbosity(logging.WARNING)
@@ -201,9 +249,12 @@ def main(argv):
 
     config = LoopConfig(**dict(settings, augmentation=_augmentation(settings)), seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
     ten_crop = FLAGS.ten_crop or preset.ten_crop
+    teacher_path = _teacher_path(entry, config, spec, class_names, train, val, output_dir, strategy)
+    # The teacher is loaded inside the strategy scope (the objective factory runs there).
+    teacher = lambda: {"teacher": load_model(teacher_path)} if teacher_path else {}
     trainer = Trainer(
         lambda: build_model(FLAGS.model, class_names, spec, ten_crop=ten_crop, dataset=FLAGS.dataset, **model_options),
-        lambda model: call_factory(entry.objective, model, "labels" if train.target_kind == "sampled" else train.target_kind, objective_options),
+        lambda model: call_factory(entry.objective, model, "labels" if train.target_kind == "sampled" else train.target_kind, dict(objective_options, **teacher())),
         config,
         output_dir,
         strategy,
@@ -227,6 +278,7 @@ def main(argv):
         "data_dir": FLAGS.data_dir,
         "label_mode": FLAGS.label_mode,
         "objective_options": objective_options,
+        "teacher": teacher_path,
         "splits": [train_split, val_split],
         "class_names": list(class_names),
         "train_images": len(train.images),

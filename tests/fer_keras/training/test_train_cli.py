@@ -108,3 +108,20 @@ def test_ferplus_soft_labels_and_jaffe_like_sets_train_from_the_cli(ferplus_dir,
     spec = read_spec(str(run / "best.keras"))
     assert spec.class_names == ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral", "contempt") and spec.dataset == "ferplus"
     assert json.loads((run / "run.json").read_text())["label_mode"] == "crossentropy"
+
+
+def test_teacher_by_name_is_trained_first_then_used_and_bad_teachers_are_refused(tmp_path):
+    """ResFace Sec. 3.3 from the CLI: ``--teacher=baseline`` trains the label distribution
+    generator with hard labels into ``teacher/``, then the student learns from its softmax."""
+    run = tmp_path / "student"
+    proc = _train("--model=resface", "--teacher=baseline", "--epochs=1", "--limit=256", f"--output_dir={run}")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"Teacher: training baseline with hard labels into {run / 'teacher'}" in proc.stdout
+    assert (run / "teacher" / "best.keras").is_file() and (run / "best.keras").is_file()
+    assert json.loads((run / "run.json").read_text())["teacher"] == str(run / "teacher" / "best.keras")
+    assert [int(r["epoch"]) for r in _history(run / "teacher")] == [1]
+
+    refused = _train("--model=baseline", f"--teacher={run / 'teacher' / 'best.keras'}", "--epochs=1", f"--output_dir={tmp_path / 'b'}")
+    assert refused.returncode != 0 and "takes no teacher" in refused.stderr
+    missing = _train("--model=resface", f"--teacher={tmp_path / 'nope.keras'}", "--epochs=1", f"--output_dir={tmp_path / 'c'}")
+    assert missing.returncode != 0 and "no such file" in missing.stderr

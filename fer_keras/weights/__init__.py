@@ -28,7 +28,7 @@ import os
 WEIGHTS_DIR = os.path.dirname(os.path.abspath(__file__))
 # The model the Recognizer and the predict CLI use unless told otherwise: the most accurate
 # shipped one on FER2013 validation (see the README's table).
-DEFAULT_MODEL = "vgg4-fer2013"
+DEFAULT_MODEL = "vgg4-wide-fer2013"
 
 
 def pretrained_names() -> list[str]:

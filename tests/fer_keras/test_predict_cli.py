@@ -33,7 +33,7 @@ def test_cli_writes_json_and_annotated_pngs(faces_dir, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "8 photo(s): 7 face(s), 1 without a face" in proc.stdout
     data = json.loads(output.read_text())
-    assert data["model"] == weights.DEFAULT_MODEL == "vgg4-fer2013" and data["class_names"][0] == "angry"  # the default model
+    assert data["model"] == weights.DEFAULT_MODEL == "vgg4-wide-fer2013" and data["class_names"][0] == "angry"  # the default model
     by_name = {os.path.basename(e["path"]): e for e in data["results"]}
     assert by_name["anime_not_a_photo.png"]["no_face"] is True and by_name["anime_not_a_photo.png"]["faces"] == []
     assert by_name["surprised_man.png"]["faces"][0]["label"] == "surprise"

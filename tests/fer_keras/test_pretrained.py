@@ -17,7 +17,7 @@ from fer_keras.inference import predict_scores
 from fer_keras.saving import load_model, model_spec, save_model
 
 NAME = "baseline-fer2013"
-SHIPPED = ("baseline-fer2013", "mrcar-fer2013", "vgg4-fer2013")
+SHIPPED = ("baseline-fer2013", "mrcar-fer2013", "vgg4-fer2013", "vgg4-wide-fer2013")
 REPO = pathlib.Path(__file__).resolve().parents[2]
 
 
@@ -187,7 +187,7 @@ def test_export_for_serving(shipped, tmp_path, fer_val_subset):
 
 
 # The SavedModels committed for `docker compose up` in serving/: served name -> shipped model.
-COMMITTED_SERVABLES = {"baseline": "baseline-fer2013", "mrcar": "mrcar-fer2013", "vgg4": "vgg4-fer2013"}
+COMMITTED_SERVABLES = {"baseline": "baseline-fer2013", "mrcar": "mrcar-fer2013", "vgg4": "vgg4-fer2013", "vgg4_wide": "vgg4-wide-fer2013"}
 
 
 @pytest.mark.parametrize("served_name", sorted(COMMITTED_SERVABLES))

@@ -42,14 +42,6 @@ GROUPS = {
 }
 
 
-def _parse_options(items):
-    options = {}
-    for item in items:
-        key, value = item.split("=", 1)
-        options[key] = int(value) if value.isdigit() else value
-    return options
-
-
 def main(argv):
     del argv
     import keras
@@ -60,13 +52,14 @@ def main(argv):
     from fer_keras.registry import build_model, get_model_entry
     from fer_keras.training.loop import LoopConfig, Trainer
     from pipelines import input as input_pipeline
+    from pipelines.cli import parse_options
     from pipelines.datasets import load_arrays, open_dataset
 
     keras.mixed_precision.set_dtype_policy(FLAGS.precision)
     entry = get_model_entry(FLAGS.model)
     spec = entry.input_spec
     arrays = load_arrays(open_dataset("fer2013", FLAGS.data_dir, "train"), image_size=spec.source_size, channels=spec.channels, limit=FLAGS.batch_size * 4, progress=False)
-    options = _parse_options(FLAGS.model_options)
+    options = parse_options(FLAGS.model_options)
     trainer = Trainer(lambda: build_model(FLAGS.model, arrays.class_names, spec, **options), lambda m: call_factory(entry.objective, m, "labels", {}),
                       LoopConfig(batch_size=FLAGS.batch_size, optimizer="sgd", learning_rate=0.01, verbose=0), tempfile.mkdtemp(), tf.distribute.get_strategy())
     step = trainer.make_train_step(FLAGS.batch_size)

@@ -48,6 +48,9 @@ flags.DEFINE_enum("lr_schedule", None, SCHEDULES, "Learning-rate schedule (overr
 flags.DEFINE_integer("lr_decay_start", None, "step schedule: first epoch (0-based) of decay.")
 flags.DEFINE_integer("lr_decay_every", None, "step schedule: epochs between decays.")
 flags.DEFINE_float("lr_decay_factor", None, "step schedule: multiplier per decay.")
+flags.DEFINE_integer("plateau_patience", None, "cosine_then_step_on_plateau: bad epochs (training loss not lower than the best by more than --plateau_min_delta) before learning-rate phase 2.")
+flags.DEFINE_float("plateau_min_delta", None, "cosine_then_step_on_plateau: smallest decrease of the epoch's training loss that counts as an improvement.")
+flags.DEFINE_float("phase2_lr", None, "cosine_then_step_on_plateau: learning rate of phase 2 (then x lr_decay_factor every lr_decay_every epochs).")
 flags.DEFINE_integer("warmup_epochs", None, "Epochs of linear learning-rate warm-up before the schedule (overrides the preset).")
 flags.DEFINE_float("erase_probability", None, "Random erasing (Zhong et al. 2020): probability per training image of zeroing a random rectangle.")
 flags.DEFINE_bool("oversample", False, "Class-balanced resampling of the training set each epoch.")
@@ -72,30 +75,11 @@ DEMO_NOTICE = (
 def _settings_from_flags(preset_settings: dict) -> dict:
     """The preset's settings, overridden by every flag the user set."""
     settings = dict(preset_settings)
-    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs"):
+    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs", "plateau_patience", "plateau_min_delta", "phase2_lr"):
         value = getattr(FLAGS, name)
         if value is not None:
             settings[name] = value
     return settings
-
-
-def _parse_options(items: list[str]) -> dict:
-    """``["a=1", "b=x"]`` -> ``{"a": 1, "b": "x"}`` (ints, floats and true/false parsed)."""
-    options = {}
-    for item in items:
-        if "=" not in item:
-            raise app.UsageError(f"--model_options entries are key=value. Received: {item!r}")
-        key, value = item.split("=", 1)
-        for parse in (int, float):
-            try:
-                value = parse(value)
-                break
-            except ValueError:
-                pass
-        if value in ("true", "false"):
-            value = value == "true"
-        options[key.strip()] = value
-    return options
 
 
 def _loop_setting_names() -> list[str]:
@@ -156,7 +140,7 @@ def _teacher_path(entry, config, spec, class_names, train, val, output_dir, stra
         return FLAGS.teacher
     try:
         teacher_entry = get_model_entry(FLAGS.teacher)
-        options = _parse_options(FLAGS.teacher_model_options)
+        options = cli.parse_options(FLAGS.teacher_model_options, "--teacher_model_options")
         teacher_entry.check_options(options, {})
     except ValueError as error:
         raise app.UsageError(f"--teacher is a .keras file or a registered model name: {error}") from None
@@ -215,6 +199,7 @@ def main(argv):
     from fer_keras.training.loop import LoopConfig, Trainer
     from fer_keras.training.strategy import make_strategy
     from pipelines.datasets.splits import default_splits
+    from fer_keras.members import data_objective_options
 
     if FLAGS.threads:
         tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
@@ -230,8 +215,8 @@ def main(argv):
     train_split, val_split = default_splits(FLAGS.dataset)
     train_split, val_split = FLAGS.train_split or train_split, FLAGS.val_split or val_split
     spec = preset.input_spec or entry.input_spec
-    model_options = dict(preset.model_options, **_parse_options(FLAGS.model_options))
-    objective_options = dict(preset.objective_options, **_parse_options(FLAGS.objective_options))
+    model_options = dict(preset.model_options, **cli.parse_options(FLAGS.model_options))
+    objective_options = dict(preset.objective_options, **cli.parse_options(FLAGS.objective_options, "--objective_options"))
     try:
         entry.check_options(model_options, objective_options)
     except ValueError as error:
@@ -252,6 +237,7 @@ def main(argv):
     teacher_path = _teacher_path(entry, config, spec, class_names, train, val, output_dir, strategy)
     # The teacher is loaded inside the strategy scope (the objective factory runs there).
     teacher = lambda: {"teacher": load_model(teacher_path)} if teacher_path else {}
+    objective_options = data_objective_options(entry, objective_options, train.targets, len(class_names))
     trainer = Trainer(
         lambda: build_model(FLAGS.model, class_names, spec, ten_crop=ten_crop, dataset=FLAGS.dataset, **model_options),
         lambda model: call_factory(entry.objective, model, "labels" if train.target_kind == "sampled" else train.target_kind, dict(objective_options, **teacher())),

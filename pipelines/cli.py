@@ -56,6 +56,27 @@ def run(main) -> None:
     app.run(checked, flags_parser=_parse_flags)
 
 
+def parse_options(items: list[str], flag: str = "--model_options") -> dict:
+    """``["a=1", "b=x", "c=true"]`` -> ``{"a": 1, "b": "x", "c": True}``: the key=value lists
+    of the CLIs' option flags (ints, floats and true/false parsed); a malformed entry is a
+    usage error naming ``flag``."""
+    options = {}
+    for item in items:
+        if "=" not in item:
+            raise app.UsageError(f"{flag} entries are key=value. Received: {item!r}")
+        key, value = item.split("=", 1)
+        for parse in (int, float):
+            try:
+                value = parse(value)
+                break
+            except ValueError:
+                pass
+        if value in ("true", "false"):
+            value = value == "true"
+        options[key.strip()] = value
+    return options
+
+
 def progress_bar(enabled: bool = True) -> Progress:
     """A progress display on stderr (use as a context manager, ``add_task(name, total=n)``,
     ``advance``/``update``); nothing at all when ``enabled`` is false."""

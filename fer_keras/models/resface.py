@@ -42,13 +42,7 @@ import keras
 
 from fer_keras.layers import ChannelSpatialModulator, LocalFeatureExtractor
 from fer_keras.losses import CrossEntropy, LabelDistribution
-from fer_keras.models.resnet import (
-    check_weights,
-    load_weights,
-    resnet_backbone,
-    resnet_stage,
-    stage_channels,
-)
+from fer_keras.models.resnet import check_dropout, check_weights, classifier, resnet_backbone, resnet_stage, stage_channels
 from fer_keras.objective import Objective, Term
 from fer_keras.registry import Preset, register_model
 from fer_keras.saving import model_spec
@@ -147,8 +141,7 @@ def build_resface(
     Returns:
         A functional model ``{"face": [B, H, W, C]} -> {"probabilities", "logits"}`` ([B, K] float32).
     """
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    check_dropout(dropout)
     check_weights(weights, depth)
     inputs = keras.Input(shape=input_spec.input_shapes()["face"], name="face")
     features = resnet_backbone(inputs, depth, stem, use_bias, stages=2)
@@ -160,10 +153,4 @@ def build_resface(
         x = keras.layers.Add(name="local_global")([local, x])
     for stage in (3, 4):
         x = resnet_stage(x, depth, stage, use_bias)
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="predictions", dtype="float32")(x)
-    probabilities = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
-    model = keras.Model({"face": inputs}, {"probabilities": probabilities, "logits": logits}, name="resface")
-    return load_weights(model, weights, depth)
+    return classifier(inputs, x, num_classes, dropout, weights, depth, name="resface")

@@ -198,6 +198,25 @@ PRESETS = [
 ]
 
 
+def classifier(inputs, features, num_classes: int, dropout: float, weights: str | None, depth: int, name: str) -> keras.Model:
+    """The ResNet head every model of this family ends with: global average pooling,
+    optional dropout, a float32 Dense (``logits``) and softmax (``probabilities``); the
+    functional model ``{"face": inputs} -> {"probabilities", "logits"}`` with ``weights``
+    (a local ``.h5`` file, see :func:`check_weights`) loaded by layer name."""
+    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(features)
+    if dropout:
+        x = keras.layers.Dropout(dropout, name="dropout")(x)
+    logits = keras.layers.Dense(num_classes, name="predictions", dtype="float32")(x)
+    probabilities = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
+    model = keras.Model({"face": inputs}, {"probabilities": probabilities, "logits": logits}, name=name)
+    return load_weights(model, weights, depth)
+
+
+def check_dropout(dropout) -> None:
+    if not 0.0 <= float(dropout) < 1.0:
+        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+
+
 @register_model("resnet", input_spec=FER_SPEC, presets=PRESETS, default_preset="fer", objective=resnet_objective)
 def build_resnet(
     num_classes: int,
@@ -220,15 +239,8 @@ def build_resnet(
     Returns:
         A functional model ``{"face": [B, H, W, C]} -> {"probabilities", "logits"}`` ([B, K] float32).
     """
-    if not 0.0 <= float(dropout) < 1.0:
-        raise ValueError(f"dropout must be in [0, 1). Received: dropout={dropout}")
+    check_dropout(dropout)
     check_weights(weights, depth)
     inputs = keras.Input(shape=input_spec.input_shapes()["face"], name="face")
     x = resnet_backbone(inputs, depth, stem, use_bias)["stage4"]
-    x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    if dropout:
-        x = keras.layers.Dropout(dropout, name="dropout")(x)
-    logits = keras.layers.Dense(num_classes, name="predictions", dtype="float32")(x)
-    probabilities = keras.layers.Softmax(name="probabilities", dtype="float32")(logits)
-    model = keras.Model({"face": inputs}, {"probabilities": probabilities, "logits": logits}, name=f"resnet{depth}")
-    return load_weights(model, weights, depth)
+    return classifier(inputs, x, num_classes, dropout, weights, depth, name=f"resnet{depth}")

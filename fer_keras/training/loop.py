@@ -25,6 +25,11 @@ also carries the fractional epoch for losses that follow training progress), sta
 (class centres) have their update statistics summed over replicas and applied after the
 optimiser step, and their state is part of the checkpoint. Training accuracy is the argmax
 of the inference output (``ModelSpec.output``) in training mode (dropout on).
+
+The learning rate is set per epoch (``fer_keras.training.schedules``). The schedule
+``cosine_then_step_on_plateau`` (FAML's two phases) switches on a plateau of the epoch's
+training loss; the rule's state is a part of the checkpoint (``plateau``), so a resumed run
+switches at the same epoch.
 """
 
 from __future__ import annotations
@@ -45,7 +50,7 @@ from fer_keras.inference import evaluate_arrays, inference_output
 from fer_keras.objective import Context, Objective, Targets
 from fer_keras.saving import model_spec, save_model
 from fer_keras.training.checkpoint import RunCheckpoint, random_states
-from fer_keras.training.schedules import learning_rate_at, make_optimizer
+from fer_keras.training.schedules import PLATEAU_SCHEDULE, PlateauState, learning_rate_at, make_optimizer, plateau_update
 from fer_keras.training.strategy import task_info
 from pipelines import input as input_pipeline
 from pipelines.cli import progress_bar
@@ -69,6 +74,9 @@ class LoopConfig:
     lr_decay_every: int = 1
     lr_decay_factor: float = 0.1
     warmup_epochs: int = 0
+    plateau_patience: int = 3
+    plateau_min_delta: float = 1e-3
+    phase2_lr: float = 1e-5
     seed: int = 0
     oversample: bool = False
     class_weighting: bool = False
@@ -77,6 +85,12 @@ class LoopConfig:
     jit_compile: bool = False
     eval_batch_size: int = 256
     verbose: int = 1
+
+
+def batch_draw(seed: int, global_step):
+    """The uniform number in [0, 1) of global batch ``global_step``, for per-batch loss
+    choices (``fer_keras.objective.LossChoice``): a function of ``(seed, step)`` only."""
+    return tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), tf.cast(global_step, tf.int64)]))
 
 
 class Trainer:
@@ -115,11 +129,19 @@ class Trainer:
             # correct predictions, images counted, seconds spent.
             self.epoch_totals = {name: tf.Variable(0.0, dtype=tf.float64, trainable=False, name=f"epoch_{name}") for name in ("loss", "correct", "images", "seconds")}
             loss_state = {f"loss_{term.name}": term.loss for term in self.objective.stateful_terms}
+            # The plateau rule's state (``schedules.PlateauState``), with schedules that have one.
+            self.plateau = {
+                "best_loss": tf.Variable(float("inf"), dtype=tf.float64, trainable=False, name="plateau_best_loss"),
+                "bad_epochs": tf.Variable(0, dtype=tf.int64, trainable=False, name="plateau_bad_epochs"),
+                "switch_epoch": tf.Variable(-1, dtype=tf.int64, trainable=False, name="plateau_switch_epoch"),
+            } if config.lr_schedule == PLATEAU_SCHEDULE else {}
             self.random_states = random_states([self.model, *loss_state.values()])
         self.model_spec = model_spec(self.model)
         self.spec, self.num_classes = self.model_spec.input_spec, self.model_spec.num_classes
         self.objective.check_targets(self.loss_target_kind)
         parts = dict(model=self.model, optimizer=self.optimizer, epoch=self.epoch, step_in_epoch=self.step_in_epoch, best_val_accuracy=self.best_val_accuracy, **loss_state)
+        if self.plateau:
+            parts["plateau"] = self.plateau
         self.checkpoint = RunCheckpoint(dict(parts, random_states=self.random_states, epoch_totals=self.epoch_totals), os.path.join(self.write_dir, "checkpoints"))
 
     # -- resumption -------------------------------------------------------------------
@@ -170,7 +192,7 @@ class Trainer:
         def train_step(iterator, global_step):
             # One draw per global batch for per-batch loss choices: the same on every replica
             # and in a resumed run.
-            draw = tf.random.stateless_uniform([], seed=tf.stack([tf.constant(seed, tf.int64), global_step]))
+            draw = batch_draw(seed, global_step)
             epoch = tf.cast(global_step, tf.float32) / float(steps_per_epoch)
             inputs, targets, weights = next(iterator)
             loss_sum, correct = strategy.run(compiled_step, args=(inputs, targets, weights, draw, epoch))
@@ -196,7 +218,8 @@ class Trainer:
         while int(self.epoch.numpy()) < cfg.epochs:
             epoch = int(self.epoch.numpy())
             first_step = int(self.step_in_epoch.numpy())
-            lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor, cfg.warmup_epochs)
+            switch_epoch = int(self.plateau["switch_epoch"].numpy()) if self.plateau else -1
+            lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor, cfg.warmup_epochs, switch_epoch, cfg.phase2_lr)
             self.optimizer.learning_rate.assign(lr)
             dataset = input_pipeline.train_dataset(train_images, train_targets, self.spec, global_batch, epoch=epoch, seed=cfg.seed, augmentation=cfg.augmentation, oversample=cfg.oversample, weights=weights, sample_labels=self.sample_labels)
             dataset = dataset.skip(first_step)
@@ -244,6 +267,7 @@ class Trainer:
             history.append(row)
             if self.is_chief and cfg.verbose:
                 print(f"  val_loss {row['val_loss']:.4f}  val_accuracy {row['val_accuracy']:.4f}  val_mean_class_accuracy {row['val_mean_class_accuracy']:.4f}  {seconds:.0f}s", flush=True)
+            self._update_plateau(epoch, row["loss"])
             improved = row["val_accuracy"] > float(self.best_val_accuracy.numpy())
             if improved:
                 self.best_val_accuracy.assign(row["val_accuracy"])
@@ -260,6 +284,17 @@ class Trainer:
         if not self.is_chief:
             shutil.rmtree(self.write_dir, ignore_errors=True)
         return history
+
+    def _update_plateau(self, epoch: int, loss: float) -> None:
+        """Apply the plateau rule to the finished epoch's training loss (no-op without one)."""
+        if not self.plateau:
+            return
+        before = PlateauState(*(float(self.plateau[k].numpy()) if k == "best_loss" else int(self.plateau[k].numpy()) for k in ("best_loss", "bad_epochs", "switch_epoch")))
+        after = plateau_update(before, epoch, loss, self.config.plateau_patience, self.config.plateau_min_delta)
+        for name, value in dataclasses.asdict(after).items():
+            self.plateau[name].assign(value)
+        if after.switch_epoch >= 0 > before.switch_epoch and self.is_chief and self.config.verbose:
+            print(f"  training loss on a plateau ({after.bad_epochs} epochs without a gain > {self.config.plateau_min_delta:g}): learning-rate phase 2 from epoch {after.switch_epoch + 1}", flush=True)
 
     # -- files --------------------------------------------------------------------------
     def _save_model(self, name: str) -> None:

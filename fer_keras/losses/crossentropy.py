@@ -4,7 +4,9 @@ Per-example losses on class probabilities ``p`` ``[B, K]``:
 
 - class ids ``y`` (FER+ *majority*, and *probability* = PLD, whose label is drawn from the
   vote distribution each epoch by the pipeline): ``-log p_y``; with label smoothing
-  ``eps`` the target is ``(1 - eps) onehot(y) + eps / K`` (FAML Eq. 4-5);
+  ``eps`` the target is ``(1 - eps) onehot(y) + eps / K`` (Keras' form; FAML's Eq. 4 puts
+  ``eps / (K - 1)`` on the other classes, the same target for ``eps K / (K - 1)`` here, see
+  ``fer_keras.models.r18fa``);
 - a distribution ``t`` (FER+ *crossentropy*, CEL; or a teacher's softmax):
   ``-sum_k t_k log p_k``;
 - a multi-hot mask ``m`` (FER+ *multi-target*, MT): ``-log sum_k m_k p_k``, the negative log

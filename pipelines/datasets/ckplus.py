@@ -10,7 +10,8 @@ subject id is parsed into ``meta["subject"]``.
 
 CK+ has no predefined splits: ``split="all"`` is every image; ``"train"`` / ``"val"`` are the
 seeded, stratified, subject-independent 80/20 hold-out of ``pipelines.datasets.holdout``
-(what ``fer_keras.train --dataset=ckplus`` uses). Use :func:`subject_folds` for
+(what ``fer_keras.train --dataset=ckplus`` uses). Use :func:`subject_folds` (or
+``python -m fer_keras.cv --dataset=ckplus --train_split=all --group_by=subject``) for
 subject-independent cross-validation.
 """
 
@@ -23,37 +24,30 @@ import numpy as np
 
 from pipelines.datasets.base import FileDataset, Record
 from pipelines.datasets.class_folder import list_images, scan_class_folders
+from pipelines.datasets.folds import assign_folds
 from pipelines.datasets.holdout import SEED, VAL_FRACTION, check_holdout_split, select_split
 from pipelines.labels import BASIC8, canonical_name
 
 NAME_RE = re.compile(r"^(S\d+)_(\d+)_(\d+)")
 
 
-def subject_folds(subjects, k: int, seed: int = 0) -> list[np.ndarray]:
-    """Split examples into ``k`` subject-independent folds.
+def subject_folds(subjects, k: int, seed: int = 0, targets=None) -> list[np.ndarray]:
+    """Split examples into ``k`` subject-independent folds (``pipelines.datasets.folds.assign_folds``:
+    scikit-learn's ``StratifiedGroupKFold`` with the subjects as groups).
 
     Args:
         subjects: one subject id per example (e.g. ``LoadedArrays.meta[i]["subject"]``).
         k: number of folds (<= number of distinct subjects).
         seed: shuffles the subjects before assignment.
+        targets: class ids ``[N]`` to stratify on, or None (sizes balanced only).
 
     Returns: ``k`` sorted int arrays of example indices; every example is in exactly one
-    fold and all examples of a subject are in the same fold. Subjects are assigned, in a
-    seeded random order, to the fold with the fewest examples so far (balanced sizes).
+    fold and all examples of a subject are in the same fold.
     """
     subjects = list(subjects)
-    unique = sorted(set(subjects))
-    if not 2 <= k <= len(unique):
-        raise ValueError(f"k must be between 2 and the number of subjects ({len(unique)}). Received: k={k}")
-    order = np.random.default_rng(seed).permutation(len(unique))
-    by_subject: dict = {}
-    for i, s in enumerate(subjects):
-        by_subject.setdefault(s, []).append(i)
-    folds: list[list[int]] = [[] for _ in range(k)]
-    for j in order:
-        smallest = min(range(k), key=lambda f: len(folds[f]))
-        folds[smallest].extend(by_subject[unique[j]])
-    return [np.array(sorted(f), dtype=np.int64) for f in folds]
+    labels = np.zeros(len(subjects), np.int64) if targets is None else targets
+    folds = assign_folds(labels, k, seed, groups=subjects)
+    return [np.flatnonzero(folds == f) for f in range(k)]
 
 
 class CKPlus(FileDataset):

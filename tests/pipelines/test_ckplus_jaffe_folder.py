@@ -45,16 +45,17 @@ def test_ckplus_labels_and_subjects(ckplus_dir):
 def test_subject_folds_are_subject_independent(ckplus_dir):
     arrays = load_arrays(open_dataset("ckplus", ckplus_dir, "all"), progress=False)
     subjects = [m["subject"] for m in arrays.meta]
-    folds = subject_folds(subjects, k=3, seed=1)
-    assert len(folds) == 3
-    all_indices = np.concatenate(folds)
-    assert sorted(all_indices.tolist()) == list(range(70))
-    fold_subjects = [{subjects[i] for i in fold} for fold in folds]
-    for a in range(3):
-        for b in range(a + 1, 3):
-            assert not fold_subjects[a] & fold_subjects[b]
-    assert sorted(len(s) for s in fold_subjects) == [1, 2, 2]
-    assert [f.tolist() for f in subject_folds(subjects, 3, seed=1)] == [f.tolist() for f in folds]
+    for targets in (None, arrays.targets):
+        folds = subject_folds(subjects, k=3, seed=1, targets=targets)
+        assert len(folds) == 3
+        all_indices = np.concatenate(folds)
+        assert sorted(all_indices.tolist()) == list(range(70))
+        fold_subjects = [{subjects[i] for i in fold} for fold in folds]
+        for a in range(3):
+            for b in range(a + 1, 3):
+                assert not fold_subjects[a] & fold_subjects[b]
+        assert sorted(len(s) for s in fold_subjects) == [1, 2, 2]
+        assert [f.tolist() for f in subject_folds(subjects, 3, seed=1, targets=targets)] == [f.tolist() for f in folds]
     with pytest.raises(ValueError, match="k must be"):
         subject_folds(subjects, k=6)
 

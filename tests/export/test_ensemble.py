@@ -15,6 +15,7 @@ from fer_keras.export import METADATA_ASSET, export_ensemble
 from fer_spec import InputSpec
 from fer_keras.inference import predict_scores
 from fer_keras.saving import save_model
+from tests.paper_tables import FAML_TABLE_3
 from tests.tiny_models import train_tiny_baseline
 
 
@@ -42,16 +43,7 @@ def as_numpy(result):
 
 
 def test_t2v_reproduces_table_3_of_the_paper():
-    outputs = np.array(
-        [
-            [0.295, 0.138, -1.331, 0.917, -1.429, -0.502, -0.712],
-            [0.312, 0.058, -1.383, 0.888, -1.426, -0.547, -0.495],
-            [0.187, -0.119, -0.835, 1.715, -1.240, -0.118, -1.127],
-            [1.518, -0.168, -1.641, 0.489, -1.482, -0.985, -0.491],
-            [0.798, -0.210, -1.823, 0.753, -1.308, -0.582, -1.493],
-            [0.403, -0.433, -1.392, -0.637, -0.493, -0.131, -1.072],
-        ]
-    )[:, None, :]
+    outputs = FAML_TABLE_3
     votes, chosen = as_numpy(voting.t2v(outputs))
     np.testing.assert_allclose(votes[0], [8.7, 0, 0, 7.7, 0, 1, 0], atol=1e-5)
     assert chosen[0] == 0  # "Anger", although three of six members say "Fear"

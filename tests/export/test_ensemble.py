@@ -12,9 +12,9 @@ from keras import ops
 
 from fer_keras import voting
 from fer_keras.export import METADATA_ASSET, export_ensemble
-from fer_spec import InputSpec
 from fer_keras.inference import predict_scores
 from fer_keras.saving import save_model
+from fer_spec import InputSpec
 from tests.paper_tables import FAML_TABLE_3
 from tests.tiny_models import train_tiny_baseline
 

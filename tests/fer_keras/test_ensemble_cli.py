@@ -15,8 +15,13 @@ import sys
 import numpy as np
 import pytest
 
+from fer_keras.ensemble_report import (
+    ensemble_report,
+    markdown_tables,
+    rank_distribution,
+    true_label_ranks,
+)
 from tests.paper_tables import FAML_TABLE_3
-from fer_keras.ensemble_report import ensemble_report, markdown_tables, rank_distribution, true_label_ranks
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 TABLE_3 = FAML_TABLE_3

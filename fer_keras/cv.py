@@ -27,7 +27,9 @@ e.g. a network trained on FER2013 by ``fer_keras.train``, fine-tuned on the smal
 architecture must be ``--model`` (its own builder options are kept; ``--model_options`` do not
 apply), its classes and input the data's and the preset's: a head with other classes is
 refused (train the source on the same class list), not silently re-initialised.
-The source must not have seen the cross-validated images: with a source trained on FER2013
+With ``--freeze_epochs=N`` each round first trains only the classifier (``--head_layers``,
+default ``predictions``) for N epochs, then the whole network: the frozen-then-unfrozen schedule
+(``fer_keras.training.loop``). The source must not have seen the cross-validated images: with a source trained on FER2013
 ``train`` (e.g. ``fer_keras/weights/mrcar-fer2013.keras``), cross-validate ``--train_split=val``.
 
 The report (``fer_keras.cv_report``): per-class sensitivity per run (Table 1), overall
@@ -75,10 +77,7 @@ def main(argv):
         raise app.UsageError(f"--folds must be >= 3 and --runs >= 1. Received: folds={FLAGS.folds}, runs={FLAGS.runs}")
     member_flags.check_data_flags()
 
-    import tensorflow as tf
-
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    member_flags.configure_runtime()
     recipe = member_flags.recipe_from_flags(FLAGS.model)
     data = _load_data(recipe)
     groups = None
@@ -97,7 +96,7 @@ def main(argv):
                 "group_by": FLAGS.group_by, "dataset": FLAGS.dataset, "split": member_flags.split_name("train"),
                 "limit": FLAGS.limit, "limit_per_class": FLAGS.limit_per_class, "num_images": len(data.paths),
                 "class_names": list(data.class_names), "data_sha1": data_fingerprint(data), "init_weights": FLAGS.init_weights,
-                "ten_crop": ten_crop}
+                "ten_crop": ten_crop, "mixed_precision": FLAGS.mixed_precision}
     check_manifest(FLAGS.output_dir, manifest)
     result = cross_validate(recipe, data, FLAGS.folds, FLAGS.runs, FLAGS.output_dir, FLAGS.seed, groups, FLAGS.init_weights, ten_crop, FLAGS.verbose)
     stats = dict(result["statistics"], protocol=manifest, rounds=result["rounds"],

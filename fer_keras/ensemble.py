@@ -101,10 +101,7 @@ def main(argv):
         raise app.UsageError("--output_dir is needed with --members (the report goes there).")
     member_flags.check_data_flags()
 
-    import tensorflow as tf
-
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    member_flags.configure_runtime()
     if FLAGS.members:
         members = [(_member_name(p), p, {}) for p in FLAGS.members]
     else:

@@ -1,4 +1,4 @@
-"""Flags shared by the CLIs that train members (``fer_keras.ensemble``, ``fer_keras.fga``).
+"""Flags shared by the CLIs that train members (``fer_keras.ensemble``, ``fer_keras.fga``, ``fer_keras.cv``).
 
 They mean what the same flags of ``fer_keras.train`` mean: the model, its preset, the data
 set, and the training settings that override the preset's. Importing this module defines
@@ -28,11 +28,14 @@ flags.DEFINE_integer("limit", None, "Use at most this many training images (quic
 flags.DEFINE_integer("epochs", None, "Epochs of each member (overrides the preset).")
 flags.DEFINE_integer("batch_size", None, "Batch size (overrides the preset).")
 flags.DEFINE_float("learning_rate", None, "Base learning rate (overrides the preset).")
+flags.DEFINE_integer("freeze_epochs", None, "Frozen-then-unfrozen fine-tuning: for this many first epochs only --head_layers are updated, then every layer.")
+flags.DEFINE_list("head_layers", None, "Layers trained while the rest is frozen (default: predictions, the classifier of the ResNet family).")
 flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers and true/false parsed), overriding the preset's.")
 flags.DEFINE_list("objective_options", [], "Objective options as key=value, overriding the preset's.")
 flags.DEFINE_integer("seed", 0, "Seed of the first member; member k uses seed + k.")
 flags.DEFINE_bool("ten_crop", False, "Score the validation split with ten-crop testing.")
 flags.DEFINE_integer("threads", None, "TensorFlow intra-op threads (default: all cores).")
+flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16 (faster on AVX-512 CPUs).")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars.")
 
 
@@ -41,9 +44,22 @@ def check_data_flags() -> None:
         raise app.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir (the folder or CSV of the data set).")
 
 
+def configure_runtime() -> None:
+    """Apply ``--threads`` and ``--mixed_precision`` (before any model is built)."""
+    import keras
+    import tensorflow as tf
+
+    if FLAGS.threads:
+        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    if FLAGS.mixed_precision:
+        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+
+
 def recipe_from_flags(model: str, model_options: dict | None = None) -> MemberRecipe:
     """The members' recipe: ``model`` with ``--preset`` and every training flag set."""
-    overrides = {name: getattr(FLAGS, name) for name in ("epochs", "batch_size", "learning_rate") if getattr(FLAGS, name) is not None}
+    overrides = {name: getattr(FLAGS, name) for name in ("epochs", "batch_size", "learning_rate", "freeze_epochs") if getattr(FLAGS, name) is not None}
+    if FLAGS.head_layers:
+        overrides["head_layers"] = list(FLAGS.head_layers)
     options = dict(model_options or {}, **parse_options(FLAGS.model_options))
     return MemberRecipe.from_preset(model, FLAGS.preset, FLAGS.dataset, overrides, options, parse_options(FLAGS.objective_options, "--objective_options"))
 

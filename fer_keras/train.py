@@ -52,6 +52,8 @@ flags.DEFINE_integer("plateau_patience", None, "cosine_then_step_on_plateau: bad
 flags.DEFINE_float("plateau_min_delta", None, "cosine_then_step_on_plateau: smallest decrease of the epoch's training loss that counts as an improvement.")
 flags.DEFINE_float("phase2_lr", None, "cosine_then_step_on_plateau: learning rate of phase 2 (then x lr_decay_factor every lr_decay_every epochs).")
 flags.DEFINE_integer("warmup_epochs", None, "Epochs of linear learning-rate warm-up before the schedule (overrides the preset).")
+flags.DEFINE_integer("freeze_epochs", None, "Frozen-then-unfrozen fine-tuning: for this many first epochs only --head_layers are updated, then every layer (see fer_keras.cv --init_weights).")
+flags.DEFINE_list("head_layers", None, "Layers trained while the rest is frozen (default: predictions, the classifier of the ResNet family).")
 flags.DEFINE_float("erase_probability", None, "Random erasing (Zhong et al. 2020): probability per training image of zeroing a random rectangle.")
 flags.DEFINE_bool("oversample", False, "Class-balanced resampling of the training set each epoch.")
 flags.DEFINE_bool("class_weighting", False, "Weight the loss by inverse class frequency.")
@@ -75,10 +77,12 @@ DEMO_NOTICE = (
 def _settings_from_flags(preset_settings: dict) -> dict:
     """The preset's settings, overridden by every flag the user set."""
     settings = dict(preset_settings)
-    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs", "plateau_patience", "plateau_min_delta", "phase2_lr"):
+    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs", "plateau_patience", "plateau_min_delta", "phase2_lr", "freeze_epochs"):
         value = getattr(FLAGS, name)
         if value is not None:
             settings[name] = value
+    if FLAGS.head_layers:
+        settings["head_layers"] = tuple(FLAGS.head_layers)
     return settings
 
 

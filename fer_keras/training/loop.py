@@ -30,6 +30,18 @@ The learning rate is set per epoch (``fer_keras.training.schedules``). The sched
 ``cosine_then_step_on_plateau`` (FAML's two phases) switches on a plateau of the epoch's
 training loss; the rule's state is a part of the checkpoint (``plateau``), so a resumed run
 switches at the same epoch.
+
+Frozen-then-unfrozen fine-tuning (``freeze_epochs``, ``head_layers``): for the first
+``freeze_epochs`` epochs only the variables of the layers named in ``head_layers`` (by default
+``predictions``, the classifier every ResNet-family model ends with) are updated; from then on
+every trainable variable is. "Frozen" means the optimiser leaves the other variables alone (no
+gradient step, no weight decay); the network still runs in training mode, so batch
+normalisation keeps normalising with batch statistics and its moving averages follow the new
+data (Keras' ``trainable = False`` would also switch those layers to inference mode, and would
+be saved into ``best.keras``). The phase is a function of the epoch, so a resumed run freezes
+exactly as an uninterrupted one. This is the transfer-learning schedule of
+``fer_keras.cv --init_weights`` (B. Li's ResNet-101 paper, Sec. 3.5: the general shallow
+features are kept while the task's classifier is learnt, then the whole network is fine-tuned).
 """
 
 from __future__ import annotations
@@ -77,6 +89,8 @@ class LoopConfig:
     plateau_patience: int = 3
     plateau_min_delta: float = 1e-3
     phase2_lr: float = 1e-5
+    freeze_epochs: int = 0
+    head_layers: tuple[str, ...] = ("predictions",)
     seed: int = 0
     oversample: bool = False
     class_weighting: bool = False
@@ -143,6 +157,19 @@ class Trainer:
         if self.plateau:
             parts["plateau"] = self.plateau
         self.checkpoint = RunCheckpoint(dict(parts, random_states=self.random_states, epoch_totals=self.epoch_totals), os.path.join(self.write_dir, "checkpoints"))
+        self.head_variables = self._head_variables() if config.freeze_epochs > 0 else None
+
+    def _head_variables(self) -> list:
+        """The trainable variables of ``config.head_layers`` (the only ones updated while frozen)."""
+        names = [layer.name for layer in self.model.layers]
+        missing = [name for name in self.config.head_layers if name not in names]
+        if missing:
+            raise ValueError(f"head_layers {missing}: model {self.model.name!r} has no such layer (its last layers: {names[-6:]}). "
+                             "Name the layers trained while the rest is frozen (freeze_epochs).")
+        variables = [v for name in self.config.head_layers for v in self.model.get_layer(name).trainable_variables]
+        if not variables:
+            raise ValueError(f"head_layers {list(self.config.head_layers)} of model {self.model.name!r} have no trainable variables.")
+        return variables
 
     # -- resumption -------------------------------------------------------------------
     def restore(self) -> bool:
@@ -156,10 +183,12 @@ class Trainer:
         self.checkpoint.save()
 
     # -- the distributed step ---------------------------------------------------------
-    def make_train_step(self, global_batch: int, steps_per_epoch: int = 1):
+    def make_train_step(self, global_batch: int, steps_per_epoch: int = 1, frozen: bool = False):
         """The compiled distributed step: ``step(iterator, global_step) -> (loss_sum, correct)``
-        over one global batch (``global_step / steps_per_epoch`` is the fractional epoch)."""
+        over one global batch (``global_step / steps_per_epoch`` is the fractional epoch).
+        ``frozen``: only the head's variables are updated (``freeze_epochs``)."""
         model, optimizer, strategy, objective = self.model, self.optimizer, self.strategy, self.objective
+        variables = self.head_variables if frozen else model.trainable_variables
         spec, kind, seed = self.model_spec, self.loss_target_kind, self.config.seed
         teacher_spec = model_spec(objective.teacher) if objective.teacher is not None else None
 
@@ -176,8 +205,8 @@ class Trainer:
                 loss = tf.nn.compute_average_loss(per_example, global_batch_size=global_batch)
                 if model.losses:
                     loss += tf.nn.scale_regularization_loss(tf.add_n(model.losses))
-            gradients = tape.gradient(loss, model.trainable_variables)
-            optimizer.apply_gradients(zip(gradients, model.trainable_variables))
+            gradients = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(gradients, variables))
             context = tf.distribute.get_replica_context()
             for term in objective.stateful_terms:
                 sums = term.loss.statistics(batch_targets, outputs[term.output])
@@ -211,7 +240,7 @@ class Trainer:
         if steps == 0:
             raise ValueError(f"batch_size {global_batch} is larger than the {len(train_images)} training images.")
         weights = input_pipeline.class_weights(train_targets, self.num_classes) if cfg.class_weighting else None
-        train_step = self.make_train_step(global_batch, steps)
+        train_steps = {frozen: self.make_train_step(global_batch, steps, frozen) for frozen in {False, cfg.freeze_epochs > 0}}
         history = self._read_history()
         writer = tf.summary.create_file_writer(os.path.join(self.write_dir, "logs")) if self.is_chief else None
 
@@ -219,13 +248,15 @@ class Trainer:
             epoch = int(self.epoch.numpy())
             first_step = int(self.step_in_epoch.numpy())
             switch_epoch = int(self.plateau["switch_epoch"].numpy()) if self.plateau else -1
+            frozen = epoch < cfg.freeze_epochs
+            train_step = train_steps[frozen]
             lr = learning_rate_at(epoch, cfg.learning_rate, cfg.lr_schedule, cfg.epochs, cfg.lr_decay_start, cfg.lr_decay_every, cfg.lr_decay_factor, cfg.warmup_epochs, switch_epoch, cfg.phase2_lr)
             self.optimizer.learning_rate.assign(lr)
             dataset = input_pipeline.train_dataset(train_images, train_targets, self.spec, global_batch, epoch=epoch, seed=cfg.seed, augmentation=cfg.augmentation, oversample=cfg.oversample, weights=weights, sample_labels=self.sample_labels)
             dataset = dataset.skip(first_step)
             iterator = iter(self.strategy.experimental_distribute_dataset(dataset))
             if self.is_chief and cfg.verbose:
-                print(f"Epoch {epoch + 1}/{cfg.epochs} (lr {lr:.3g})" + (f", resuming at step {first_step}" if first_step else ""), flush=True)
+                print(f"Epoch {epoch + 1}/{cfg.epochs} (lr {lr:.3g})" + (", head only" if frozen else "") + (f", resuming at step {first_step}" if first_step else ""), flush=True)
             # Totals over the whole epoch, the steps a killed run did before its checkpoint included.
             totals = {name: float(variable.numpy()) for name, variable in self.epoch_totals.items()}
             seen = 0  # images of this session

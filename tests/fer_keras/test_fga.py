@@ -77,6 +77,15 @@ def test_fused_kernels_are_the_mean_of_the_parents(parents):
     assert not np.allclose(parents[0].get_weights()[0], parents[1].get_weights()[0])  # the mean is not trivial
 
 
+def test_convolutions_nested_in_layers_are_fused_too():
+    """R18+FA's stem is one layer (``FacialAreaFusion``) holding three convolutions: all three
+    kernels are convolution weights, averaged by Eq. 9, and its fusion weights are not."""
+    model = build_model("r18fa", 7, attention1=False, attention2=False, attention3=False)
+    stem = {v.path: is_conv for v, is_conv in zip(model.weights, conv_weight_mask(model)) if v.path.startswith("conv1_conv/")}
+    assert {path for path, is_conv in stem.items() if is_conv} == {f"conv1_conv/{name}_conv/kernel" for name in ("main", "eyes", "mouth")}
+    assert stem["conv1_conv/area_weights"] is False
+
+
 def test_fused_network_works_and_batch_norm_statistics_are_reestimated(parents, tmp_path):
     fused = build_model("baseline", 7, widths=WIDTHS)
     fused.set_weights(fused_weights(parents, fittest=0))

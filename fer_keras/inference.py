@@ -8,6 +8,8 @@ score through this module. Everything it needs comes from the model's ``ModelSpe
 
 from __future__ import annotations
 
+import weakref
+
 import keras
 import numpy as np
 import tensorflow as tf
@@ -63,7 +65,9 @@ class Scorer:
         self.spec = model_spec(model)
         self.use_ten_crop = bool(use_ten_crop)
         self.batch_size = int(batch_size)
-        self._forward = tf.function(lambda images: probabilities(model, images, self.spec, self.use_ten_crop), reduce_retracing=True)
+        # A weak reference: a cached Scorer (``predict_scores``) must not keep its model alive.
+        model_ref = weakref.ref(model)
+        self._forward = tf.function(lambda images: probabilities(model_ref(), images, self.spec, self.use_ten_crop), reduce_retracing=True)
 
     def __call__(self, images: np.ndarray) -> np.ndarray:
         input_spec = self.spec.input_spec
@@ -75,9 +79,26 @@ class Scorer:
         return np.concatenate([self._forward(tf.constant(images[start : start + self.batch_size])).numpy() for start in range(0, len(images), self.batch_size)])
 
 
+# model -> {(ten_crop, batch_size): Scorer}; an entry goes when its model is garbage-collected.
+_SCORERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def cached_scorer(model: keras.Model, use_ten_crop: bool = False, batch_size: int = 256) -> Scorer:
+    """The ``Scorer`` of ``model`` with these settings, built on first use and reused while the
+    model lives and its spec is unchanged (a new spec, e.g. a calibration temperature, gets a
+    new one): the validation pass after every training epoch traces its function once, not
+    once per epoch."""
+    scorers = _SCORERS.setdefault(model, {})
+    key = (bool(use_ten_crop), int(batch_size))
+    scorer = scorers.get(key)
+    if scorer is None or scorer.spec != model_spec(model):
+        scorer = scorers[key] = Scorer(model, *key)
+    return scorer
+
+
 def predict_scores(model: keras.Model, images: np.ndarray, batch_size: int = 256, use_ten_crop: bool = False) -> np.ndarray:
     """Class probabilities ``[N, K]`` for aligned faces, centre crop or ten-crop averaged (see ``Scorer``)."""
-    return Scorer(model, use_ten_crop, batch_size)(images)
+    return cached_scorer(model, use_ten_crop, batch_size)(images)
 
 
 def evaluate_arrays(model: keras.Model, images: np.ndarray, targets: np.ndarray, batch_size: int = 256, use_ten_crop: bool = False) -> dict:

@@ -33,7 +33,13 @@ from pipelines.input import Augmentation, class_weights
 RECIPE_FILE = "recipe.json"
 RECORD_FILE = "member.json"
 MODEL_FILE = "best.keras"
+# LoopConfig fields a CLI sets from its own flags, never from a preset.
 _CLI_OWNED = {"seed", "oversample", "class_weighting", "checkpoint_every", "jit_compile", "verbose"}
+
+
+def loop_setting_names() -> list[str]:
+    """The training settings a preset (or an override) may set: ``LoopConfig`` fields the CLIs do not own."""
+    return [f.name for f in dataclasses.fields(LoopConfig) if f.name not in _CLI_OWNED]
 
 
 def write_json(path: str, payload: Any) -> str:
@@ -70,18 +76,26 @@ class MemberRecipe:
     def from_preset(cls, model: str, preset: str | None = None, dataset: str = "demo", overrides: dict | None = None,
                     model_options: dict | None = None, objective_options: dict | None = None) -> MemberRecipe:
         """The recipe of ``model`` with ``preset`` (default: the model's; ``demo`` on demo data),
-        its settings and options overridden. Unknown settings or options are a ``ValueError``
-        naming the known ones."""
+        its settings and options overridden (an ``augmentation`` override replaces only the
+        fields it names). Unknown presets, settings, augmentation fields or options are a
+        ``ValueError`` naming the known ones."""
         entry = get_model_entry(model)
         name = preset or ("demo" if dataset == "demo" and "demo" in entry.presets else entry.default_preset)
         if name not in entry.presets:
             raise ValueError(f"Unknown preset {name!r} for {model}. Known: {', '.join(entry.presets)}")
         chosen = entry.presets[name]
-        settings = dict(chosen.settings, **(overrides or {}))
-        known = [f.name for f in dataclasses.fields(LoopConfig) if f.name not in _CLI_OWNED]
+        overrides = dict(overrides or {})
+        settings = dict(chosen.settings, **overrides)
+        known = loop_setting_names()
         unknown = sorted(set(settings) - set(known))
         if unknown:
             raise ValueError(f"Unknown training setting(s) {unknown}. Known: {sorted(known)}")
+        if "augmentation" in overrides:
+            settings["augmentation"] = dict(chosen.settings.get("augmentation", {}), **overrides["augmentation"])
+        fields = {f.name for f in dataclasses.fields(Augmentation)}
+        unknown = sorted(set(settings.get("augmentation", {})) - fields)
+        if unknown:
+            raise ValueError(f"Unknown augmentation field(s) {unknown}. Known: {sorted(fields)}")
         model_options = dict(chosen.model_options, **(model_options or {}))
         objective_options = dict(chosen.objective_options, **(objective_options or {}))
         entry.check_options(model_options, objective_options)

@@ -74,44 +74,17 @@ DEMO_NOTICE = (
 )
 
 
-def _settings_from_flags(preset_settings: dict) -> dict:
-    """The preset's settings, overridden by every flag the user set."""
-    settings = dict(preset_settings)
-    for name in ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs", "plateau_patience", "plateau_min_delta", "phase2_lr", "freeze_epochs"):
-        value = getattr(FLAGS, name)
-        if value is not None:
-            settings[name] = value
+SETTING_FLAGS = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum", "nesterov", "weight_decay", "lr_schedule", "lr_decay_start", "lr_decay_every", "lr_decay_factor", "warmup_epochs", "plateau_patience", "plateau_min_delta", "phase2_lr", "freeze_epochs")
+
+
+def _setting_overrides() -> dict:
+    """The training settings the user set by flag (they override the preset's)."""
+    overrides = {name: getattr(FLAGS, name) for name in SETTING_FLAGS if getattr(FLAGS, name) is not None}
     if FLAGS.head_layers:
-        settings["head_layers"] = tuple(FLAGS.head_layers)
-    return settings
-
-
-def _loop_setting_names() -> list[str]:
-    """Preset settings the training loop reads (``LoopConfig`` fields the CLI does not own)."""
-    from fer_keras.training.loop import LoopConfig
-
-    cli_owned = {"seed", "oversample", "class_weighting", "checkpoint_every", "jit_compile", "verbose"}
-    return [field.name for field in dataclasses.fields(LoopConfig) if field.name not in cli_owned]
-
-
-def _augmentation(settings: dict):
-    """The preset's ``augmentation`` (a dict of ``pipelines.input.Augmentation`` fields) with
-    ``--erase_probability`` applied."""
-    from pipelines.input import Augmentation
-
-    fields = dict(settings.get("augmentation", {}))
+        overrides["head_layers"] = list(FLAGS.head_layers)
     if FLAGS.erase_probability is not None:
-        fields["erase_probability"] = FLAGS.erase_probability
-    try:
-        return Augmentation(**fields)
-    except TypeError as error:
-        raise app.UsageError(f"Unknown augmentation field in {sorted(fields)}: {error}. Known: {sorted(f.name for f in dataclasses.fields(Augmentation))}") from None
-
-
-def _check_settings(settings: dict, known: list[str]) -> None:
-    unknown = sorted(set(settings) - set(known))
-    if unknown:
-        raise app.UsageError(f"Unknown training setting(s) {unknown}. Known: {sorted(known)}")
+        overrides["augmentation"] = {"erase_probability": FLAGS.erase_probability}
+    return overrides
 
 
 def _load_split(dataset: str, split: str, spec, label_mode=None, limit=None):
@@ -180,13 +153,15 @@ def main(argv):
         return 0
     if FLAGS.dataset != "demo" and not FLAGS.data_dir:
         raise app.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir (the folder or CSV of the data set).")
+    from fer_keras.members import MemberRecipe
+
     entry = get_model_entry(FLAGS.model)
-    preset_name = FLAGS.preset or ("demo" if FLAGS.dataset == "demo" and "demo" in entry.presets else entry.default_preset)
-    if preset_name not in entry.presets:
-        raise app.UsageError(f"Unknown preset {preset_name!r} for {FLAGS.model}. Known: {', '.join(entry.presets)}")
-    preset = entry.presets[preset_name]
-    settings = _settings_from_flags(preset.settings)
-    _check_settings(settings, _loop_setting_names())
+    try:
+        recipe = MemberRecipe.from_preset(FLAGS.model, FLAGS.preset, FLAGS.dataset, _setting_overrides(), cli.parse_options(FLAGS.model_options),
+                                          cli.parse_options(FLAGS.objective_options, "--objective_options"))
+    except ValueError as error:
+        raise app.UsageError(str(error)) from None
+    preset, settings = entry.presets[recipe.preset], recipe.settings
     output_dir = FLAGS.output_dir or os.path.join("runs", f"{FLAGS.model}-{FLAGS.dataset}")
     if os.path.isdir(os.path.join(output_dir, "checkpoints")) and not FLAGS.resume:
         raise app.UsageError(f"{output_dir} already holds a run. Pass --resume to continue it, or choose another --output_dir.")
@@ -200,7 +175,7 @@ def main(argv):
     from fer_keras.plots import plot_history
     from fer_keras.registry import build_model
     from fer_keras.saving import load_model, save_model
-    from fer_keras.training.loop import LoopConfig, Trainer
+    from fer_keras.training.loop import Trainer
     from fer_keras.training.strategy import make_strategy
     from pipelines.datasets.splits import default_splits
     from fer_keras.members import data_objective_options
@@ -218,13 +193,7 @@ def main(argv):
     print("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
     train_split, val_split = default_splits(FLAGS.dataset)
     train_split, val_split = FLAGS.train_split or train_split, FLAGS.val_split or val_split
-    spec = preset.input_spec or entry.input_spec
-    model_options = dict(preset.model_options, **cli.parse_options(FLAGS.model_options))
-    objective_options = dict(preset.objective_options, **cli.parse_options(FLAGS.objective_options, "--objective_options"))
-    try:
-        entry.check_options(model_options, objective_options)
-    except ValueError as error:
-        raise app.UsageError(str(error)) from None
+    spec, model_options, objective_options = recipe.input_spec(), recipe.model_options, recipe.objective_options
     if model_options:
         print("Model options: " + ", ".join(f"{k}={v}" for k, v in sorted(model_options.items())))
     if objective_options:
@@ -236,8 +205,8 @@ def main(argv):
     spec = dataclasses.replace(spec, framing=train.framing)  # photos are framed like the training faces
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images ({train.target_kind} targets), {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
-    config = LoopConfig(**dict(settings, augmentation=_augmentation(settings)), seed=FLAGS.seed, oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile, verbose=FLAGS.verbose)
-    ten_crop = FLAGS.ten_crop or preset.ten_crop
+    config = dataclasses.replace(recipe.loop_config(FLAGS.seed, FLAGS.verbose), oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile)
+    ten_crop = FLAGS.ten_crop or recipe.ten_crop
     teacher_path = _teacher_path(entry, config, spec, class_names, train, val, output_dir, strategy)
     # The teacher is loaded inside the strategy scope (the objective factory runs there).
     teacher = lambda: {"teacher": load_model(teacher_path)} if teacher_path else {}

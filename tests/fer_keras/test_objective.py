@@ -64,9 +64,9 @@ def test_unknown_objective_and_model_options_name_the_known_ones():
 
 
 def test_every_registered_preset_uses_known_keys():
-    from fer_keras.train import _loop_setting_names
+    from fer_keras.members import loop_setting_names
 
-    known = set(_loop_setting_names())
+    known = set(loop_setting_names())
     for name in ("baseline", "mrcar"):
         for preset in get_model_entry(name).presets.values():
             assert set(preset.settings) <= known, (name, preset.name, set(preset.settings) - known)

@@ -62,7 +62,7 @@ def model():
 
 
 def test_registry_entry_and_presets():
-    from fer_keras.train import _loop_setting_names
+    from fer_keras.members import loop_setting_names
     from pipelines.input import Augmentation
 
     entry = get_model_entry("lban")
@@ -73,7 +73,7 @@ def test_registry_entry_and_presets():
     for name in ("fer2013", "rafdb", "sfew"):  # the paper's protocol
         preset = entry.presets[name]
         settings = preset.settings
-        assert preset.ten_crop and set(settings) <= set(_loop_setting_names())
+        assert preset.ten_crop and set(settings) <= set(loop_setting_names())
         assert (settings["optimizer"], settings["momentum"], settings["batch_size"], settings["learning_rate"]) == ("sgd", 0.9, 64, 0.001)
         assert (settings["lr_schedule"], settings["lr_decay_start"], settings["lr_decay_every"], settings["lr_decay_factor"]) == ("step", 20, 5, 0.9)
         augmentation = Augmentation(**settings["augmentation"])  # crops and flips only

@@ -40,7 +40,7 @@ def _objective(model, **options):
 
 
 def test_registry_entry_and_presets():
-    from fer_keras.train import _loop_setting_names
+    from fer_keras.members import loop_setting_names
 
     entry = get_model_entry("r18fa")
     assert entry.default_preset == "fer2013" and set(entry.presets) == {"rafdb", "affectnet", "fer2013"}
@@ -49,7 +49,7 @@ def test_registry_entry_and_presets():
     assert rafdb.objective_options == {"smoothing_probability": 0.8} and affectnet.objective_options == {"smoothing_probability": 0.2, "weighted": True}  # Sec. 4.1
     assert (rafdb.settings["batch_size"], affectnet.settings["batch_size"], rafdb.input_spec.image_size) == (128, 256, (224, 224))
     for preset in entry.presets.values():
-        assert set(preset.settings) <= set(_loop_setting_names())
+        assert set(preset.settings) <= set(loop_setting_names())
         assert (preset.settings["optimizer"], preset.settings["learning_rate"], preset.settings["lr_schedule"], preset.settings["phase2_lr"]) == ("adam", 3e-4, "cosine_then_step_on_plateau", 1e-5)
 
 

@@ -36,7 +36,7 @@ def ferplus_votes(ferplus_dir):
 
 
 def test_registry_entry_and_presets():
-    from fer_keras.train import _loop_setting_names
+    from fer_keras.members import loop_setting_names
 
     entry = get_model_entry("resface")
     assert entry.default_preset == "ferplus" and set(entry.presets) == {"paper", "ferplus"}
@@ -46,7 +46,7 @@ def test_registry_entry_and_presets():
     assert (paper.input_spec.image_size, paper.input_spec.channels, paper.model_options["stem"]) == ((224, 224), 3, "imagenet")
     assert (paper.settings["optimizer"], paper.settings["learning_rate"], paper.settings["batch_size"]) == ("sgd", 0.1, 64)  # Sec. 4.2
     for preset in entry.presets.values():
-        assert set(preset.settings) <= set(_loop_setting_names())
+        assert set(preset.settings) <= set(loop_setting_names())
 
 
 def test_shapes_at_48(resface):

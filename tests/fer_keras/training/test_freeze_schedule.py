@@ -78,7 +78,8 @@ def test_member_recipes_carry_the_freeze_settings():
 
 
 def test_the_train_cli_has_the_freeze_flags():
-    from fer_keras.train import FLAGS, _loop_setting_names
+    from fer_keras.members import loop_setting_names
+    from fer_keras.train import FLAGS
 
-    assert {"freeze_epochs", "head_layers"} <= set(_loop_setting_names())
+    assert {"freeze_epochs", "head_layers"} <= set(loop_setting_names())
     assert "freeze_epochs" in FLAGS and "head_layers" in FLAGS

@@ -49,10 +49,11 @@ def test_learning_rate_cosine_then_step_from_the_switch():
 
 
 def test_new_loop_settings_are_known_and_have_flags():
-    from fer_keras.train import FLAGS, _loop_setting_names
+    from fer_keras.members import loop_setting_names
+    from fer_keras.train import FLAGS
 
     for name in ("plateau_patience", "plateau_min_delta", "phase2_lr"):
-        assert name in _loop_setting_names() and name in FLAGS
+        assert name in loop_setting_names() and name in FLAGS
 
 
 # 128 images in batches of 32: 4 steps per epoch, 3 epochs, a checkpoint every 3 steps. The rule

@@ -1,13 +1,17 @@
-"""TFLite (float32 / float16 / int8) vs Keras: parity on real FER2013 val images, file sizes,
-per-image latency at batch 1.
+"""TFLite (float32 / float16 / int8) vs Keras: parity on real validation images of the
+model's data set (FER2013 val, FER+ valid, ...), file sizes, per-image latency at batch 1.
 
     python benchmarks/bench_tflite.py --model_path=../runs/baseline-fer2013/best.keras \
         --data_dir=../shared/datasets/fer2013
+    python benchmarks/bench_tflite.py --model_path=fer_keras/weights/resface-ferplus.keras \
+        --data_dir=../shared/datasets/ferplus
 
 Exports the model as a SavedModel (temporary directory), converts its ``predict_images``
 signature with ``fer_keras.export.convert_saved_model`` (int8 calibrated on
-``--representative_count`` training images), then measures on ``--limit`` val images:
-top-1 agreement with Keras and accuracy of each variant. Latency: batch 1 over
+``--representative_count`` training images), then measures on ``--limit`` validation images
+(``--dataset``, default the model's training data set; its default splits; FER+ accuracy on
+the majority vote, images without one left out): top-1 agreement with Keras and accuracy of
+each variant. Latency: batch 1 over
 ``--latency_images`` images, ``--warmup`` calls first, median / min / max of the per-image
 mean over ``--reps`` repetitions. Every row includes the same preprocessing (uint8 aligned
 face in: normalise, centre crop; ``eval_inputs`` for the Keras rows). Prints a markdown table.
@@ -28,7 +32,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("model_path", None, "A trained .keras model.", required=True)
-flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "fer2013"), "FER2013 class folders.")
+flags.DEFINE_string("data_dir", os.path.join(os.path.dirname(__file__), "..", "..", "shared", "datasets", "fer2013"), "Root of the data set (default: the shared FER2013 class folders).")
+flags.DEFINE_string("dataset", None, "Data set adapter of --data_dir (default: the model's training data set, else fer2013).")
 flags.DEFINE_integer("limit", 1000, "Val images for the parity measurement.")
 flags.DEFINE_integer("representative_count", 300, "Training images for int8 calibration.")
 flags.DEFINE_integer("latency_images", 200, "Images per latency repetition (batch 1).")
@@ -78,13 +83,16 @@ def main(argv):
     from fer_keras.export.tflite import interpreter_name
     from fer_keras.inference import predict_scores
     from fer_keras.saving import load_model, model_spec
-    from pipelines.datasets import load_arrays, open_dataset
+    from pipelines.datasets import load_split
+    from pipelines.datasets.splits import default_splits
     from pipelines.input import eval_inputs
 
     model = load_model(FLAGS.model_path)
+    dataset = FLAGS.dataset or model_spec(model).dataset or "fer2013"
     spec = model_spec(model).input_spec
-    load = lambda split, limit: load_arrays(open_dataset("fer2013", FLAGS.data_dir, split), image_size=spec.source_size, channels=spec.channels, limit=limit, progress=False)
-    val, train = load("val", FLAGS.limit), load("train", FLAGS.representative_count)
+    train_split, val_split = default_splits(dataset)
+    load = lambda split, limit: load_split(dataset, FLAGS.data_dir, split, spec, limit=limit, progress=False)
+    val, train = load(val_split, FLAGS.limit), load(train_split, FLAGS.representative_count)
     keras_scores = predict_scores(model, val.images)
     keras_accuracy = float((keras_scores.argmax(1) == val.targets).mean())
     latency_images = val.images[: FLAGS.latency_images]
@@ -114,7 +122,7 @@ def main(argv):
     timing = _latency(lambda x: model.predict(eval_inputs(x, spec), verbose=0), latency_images)
     rows.append(("Keras model.predict", keras_size, "(reference)", f"{keras_accuracy * 100:.2f}", *timing))
 
-    print(f"\nModel {FLAGS.model_path} ({model.name}, {model.count_params()} parameters); FER2013 val, {len(val.images)} images; "
+    print(f"\nModel {FLAGS.model_path} ({model.name}, {model.count_params()} parameters); {dataset} {val_split}, {len(val.images)} images; "
           f"int8 calibrated on {len(train.images)} train images; latency: batch 1, {len(latency_images)} images x {FLAGS.reps} reps after {FLAGS.warmup} warm-up calls.")
     print(f"Runtime: {interpreter_name()}, TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}).\n")
     print("| variant | size (MB) | top-1 agreement with Keras (%) | accuracy (%) | latency median (ms/image) | min | max |")

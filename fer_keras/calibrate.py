@@ -4,7 +4,12 @@ Scores the validation split, fits ``T`` (``fer_keras.calibration``) on one seede
 reports NLL and expected calibration error (15 bins) before and after on the OTHER half, then
 writes the model with ``T`` in its ``ModelSpec`` (``--output``, default: the input file,
 replaced atomically), ``calibration.json`` and a reliability diagram beside it.
-``--model=<shipped name>`` calibrates a shipped model and records the figures in its card.
+``--model=<shipped name>`` calibrates a shipped model and records the figures in its card
+(``--weights_dir``: a folder of built models other than the package's).
+
+The default split is the data set's validation split (``val`` for FER2013, ``valid`` for
+FER+); FER+ is scored on the majority vote, the images without one left out (counted in
+the report's ``skipped``), as ``fer_keras.train`` validates.
 """
 
 from __future__ import annotations
@@ -41,32 +46,39 @@ def calibrate(model, images, labels, seed: int = 0) -> dict:
 def main(argv):
     del argv
     from pipelines.datasets import load_split
+    from pipelines.datasets.splits import evaluation_split
 
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise app.UsageError("Pass exactly one of --model_path (a .keras file) and --model (a shipped pretrained name).")
-    source = weights.weights_path(FLAGS.model) if FLAGS.model else FLAGS.model_path
+    source = weights.weights_path(FLAGS.model, FLAGS.weights_dir) if FLAGS.model else FLAGS.model_path
     model = load_model(source)
     spec = model_spec(model)
-    arrays = load_split(FLAGS.dataset or spec.dataset, FLAGS.data_dir, FLAGS.split, spec.input_spec, limit=FLAGS.limit)
+    dataset = FLAGS.dataset or spec.dataset
+    if not dataset:
+        raise app.UsageError("The model names no training data set; pass --dataset.")
+    split = FLAGS.split or evaluation_split(dataset, FLAGS.data_dir)
+    arrays = load_split(dataset, FLAGS.data_dir, split, spec.input_spec, limit=FLAGS.limit)
+    if arrays.skipped.total:
+        print(f"{dataset}/{split}: {arrays.skipped.summary()}")
     report = calibrate(model, arrays.images, arrays.targets, FLAGS.seed)
     held_out_scores, held_out_labels = report.pop("_scores")
     output = FLAGS.output or source
-    card = weights.model_card(FLAGS.model) if FLAGS.model else None
+    card = weights.model_card(FLAGS.model, FLAGS.weights_dir) if FLAGS.model else None
     save_model(model, output, card["file"]["weights_dtype"] if card else "float32")
     folder = os.path.dirname(os.path.abspath(output))
     stem = os.path.splitext(os.path.basename(output))[0]
     plot_reliability({"before": (held_out_scores, held_out_labels), f"after (T={report['temperature']:.2f})": (apply_temperature(held_out_scores, report["temperature"]), held_out_labels)},
-                     os.path.join(FLAGS.report_dir or folder, f"{stem}-reliability.png"), title=f"{stem} on {FLAGS.split} (held-out half)")
-    report.update({"dataset": FLAGS.dataset or spec.dataset, "split": FLAGS.split})
+                     os.path.join(FLAGS.report_dir or folder, f"{stem}-reliability.png"), title=f"{stem} on {split} (held-out half)")
+    report.update({"dataset": dataset, "split": split, "skipped": dict(arrays.skipped.counts)})
     if card is not None:
         card["calibration"] = report
         card["model_spec"] = model_spec(model).to_dict()
         card["file"].update({"bytes": os.path.getsize(output), "sha256": weights.file_sha256(output)})
-        weights.write_card(FLAGS.model, card)
+        weights.write_card(FLAGS.model, card, FLAGS.weights_dir or weights.WEIGHTS_DIR)
     else:
         with open(os.path.join(FLAGS.report_dir or folder, f"{stem}-calibration.json"), "w") as f:
             json.dump(report, f, indent=2)
-    print(f"{stem}: T = {report['temperature']:.3f} (fitted on {report['fitted_on']} {FLAGS.split} images); on the other {report['num_examples']}: "
+    print(f"{stem}: T = {report['temperature']:.3f} (fitted on {report['fitted_on']} {split} images); on the other {report['num_examples']}: "
           f"NLL {report['nll_before']:.4f} -> {report['nll_after']:.4f}, ECE {report['ece_before']:.4f} -> {report['ece_after']:.4f}, accuracy {report['accuracy']:.4f} (unchanged)")
     print(f"Wrote {output}")
     return 0
@@ -75,9 +87,10 @@ def main(argv):
 if __name__ == "__main__":
     flags.DEFINE_string("model_path", None, "A .keras model file (or use --model).")
     flags.DEFINE_string("model", None, "A shipped pretrained model name: its file and card are updated.")
+    flags.DEFINE_string("weights_dir", None, "Folder of --model's .keras and card (default: the fer_keras/weights package folder).")
     flags.DEFINE_string("dataset", None, "Data set adapter (default: the model's training data set).")
     flags.DEFINE_string("data_dir", None, "Root of the data set.", required=True)
-    flags.DEFINE_string("split", "val", "Split to fit and report on (one seeded half each).")
+    flags.DEFINE_string("split", None, "Split to fit and report on, one seeded half each (default: the data set's validation split).")
     flags.DEFINE_integer("limit", None, "Use at most this many images.")
     flags.DEFINE_integer("seed", 0, "Seed of the halving.")
     flags.DEFINE_string("output", None, "Where to write the calibrated .keras (default: replace the input).")

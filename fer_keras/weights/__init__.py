@@ -31,31 +31,33 @@ WEIGHTS_DIR = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = "vgg4-wide-fer2013"
 
 
-def pretrained_names() -> list[str]:
-    """Names of the shipped models (a ``.keras`` file with its ``.json`` card)."""
+def pretrained_names(weights_dir: str | None = None) -> list[str]:
+    """Names of the shipped models (a ``.keras`` file with its ``.json`` card) in
+    ``weights_dir`` (default: this package folder)."""
+    folder = weights_dir or WEIGHTS_DIR
     return sorted(
         name[: -len(".keras")]
-        for name in os.listdir(WEIGHTS_DIR)
-        if name.endswith(".keras") and os.path.exists(os.path.join(WEIGHTS_DIR, name[: -len(".keras")] + ".json"))
+        for name in os.listdir(folder)
+        if name.endswith(".keras") and os.path.exists(os.path.join(folder, name[: -len(".keras")] + ".json"))
     )
 
 
-def _check_name(name: str) -> None:
-    known = pretrained_names()
+def _check_name(name: str, weights_dir: str | None = None) -> None:
+    known = pretrained_names(weights_dir)
     if name not in known:
         raise ValueError(f"Unknown pretrained model {name!r}. Known pretrained models: {', '.join(known) or '(none)'}")
 
 
-def weights_path(name: str) -> str:
-    """Path of the shipped ``<name>.keras``."""
-    _check_name(name)
-    return os.path.join(WEIGHTS_DIR, f"{name}.keras")
+def weights_path(name: str, weights_dir: str | None = None) -> str:
+    """Path of the shipped ``<name>.keras`` (in ``weights_dir``, default this package folder)."""
+    _check_name(name, weights_dir)
+    return os.path.join(weights_dir or WEIGHTS_DIR, f"{name}.keras")
 
 
-def model_card(name: str) -> dict:
-    """The ``<name>.json`` model card as a dict."""
-    _check_name(name)
-    with open(os.path.join(WEIGHTS_DIR, f"{name}.json")) as f:
+def model_card(name: str, weights_dir: str | None = None) -> dict:
+    """The ``<name>.json`` model card as a dict (from ``weights_dir``, default this package folder)."""
+    _check_name(name, weights_dir)
+    with open(os.path.join(weights_dir or WEIGHTS_DIR, f"{name}.json")) as f:
         return json.load(f)
 
 
@@ -68,15 +70,16 @@ def write_card(name: str, card: dict, output_dir: str = WEIGHTS_DIR) -> str:
     return path
 
 
-def load_pretrained(name: str):
-    """Load the shipped model ``name`` (float32 variables) with ``safe_mode=True``, offline.
+def load_pretrained(name: str, weights_dir: str | None = None):
+    """Load the shipped model ``name`` (float32 variables) with ``safe_mode=True``, offline
+    (from ``weights_dir``, default this package folder: a model built elsewhere before it ships).
 
     Raises:
         ValueError: unknown name, with the list of known ones.
     """
     from fer_keras.saving import load_model
 
-    return load_model(weights_path(name))
+    return load_model(weights_path(name, weights_dir))
 
 
 def file_sha256(path: str) -> str:

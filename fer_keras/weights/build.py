@@ -4,7 +4,9 @@
 
 Reads ``<run_dir>/best.keras`` and ``<run_dir>/run.json`` (written by ``fer_keras.train``),
 scores the model on the run's full validation split (centre crop and ten-crop) in float32
-and again after the float16 storage round trip, writes ``fer_keras/weights/<name>.keras``
+and again after the float16 storage round trip (a run trained with a ``label_mode``, FER+, is
+scored as the training CLI validates it: on the majority vote, the images without one left
+out and counted in the card), writes ``fer_keras/weights/<name>.keras``
 (``--dtype=auto`` stores float16 when it agrees with float32, see ``choose_dtype``) and the
 model card ``<name>.json``.
 """
@@ -85,7 +87,7 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
     import tensorflow as tf
 
     import fer_keras
-    from pipelines.datasets import load_arrays, open_dataset
+    from pipelines.datasets import load_split
 
     if dtype not in ("auto", "float16", "float32"):
         raise ValueError(f"dtype must be auto, float16 or float32. Received: dtype={dtype!r}")
@@ -96,7 +98,9 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
     spec = model_spec(model)
     split = run.get("splits", [None, "val"])[1]
     data_dir = data_dir or run["data_dir"]
-    arrays = load_arrays(open_dataset(run["dataset"], data_dir, split), image_size=spec.input_spec.source_size, channels=spec.input_spec.channels, limit=limit)
+    # As fer_keras.train validates: the majority vote whatever the training label mode.
+    label_mode = "majority" if run.get("label_mode") else None
+    arrays = load_split(run["dataset"], data_dir, split, spec.input_spec, label_mode, limit)
     class_names = list(spec.class_names)
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -117,6 +121,7 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
         "dataset": run["dataset"],
         "train_split": run.get("splits", ["train"])[0],
         "train_images": run.get("train_images"),
+        "label_mode": run.get("label_mode"),
         "class_names": class_names,
         "training_command": portable_command(run.get("command")),
         "data_dir": portable_path(data_dir),
@@ -133,7 +138,9 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
         },
         "validation": {
             "split": split,
+            "label_mode": label_mode,
             "num_examples": int(len(arrays.targets)),
+            "skipped": dict(arrays.skipped.counts),
             "shipped": results[shipped],
             "float32": results["float32"],
             "float16": results["float16"],
@@ -161,6 +168,8 @@ def main(argv):
         for mode, row in val[variant].items():
             print(f"  {variant} {mode:>8s}: accuracy {row['accuracy']:.4f}, mean per-class {row['mean_class_accuracy']:.4f} on {val['num_examples']} {val['split']} images")
     print(f"  float16/float32 top-1 agreement: {val['float16_float32_top1_agreement']}")
+    if val["skipped"]:
+        print(f"  {val['split']} images left out: " + ", ".join(f"{n} {reason}" for reason, n in val["skipped"].items()))
     return 0
 
 

@@ -4,7 +4,9 @@
 
 Uses ``fer_keras.export.savedmodel.export_model`` (signatures ``serving_default``,
 ``predict_images``, ``metadata``): input spec, class names and data set from the model's
-stored ``ModelSpec``, the card's weights hash and training command in the metadata.
+stored ``ModelSpec`` (so an 8-class FER+ model serves 8 probabilities), the card's weights
+hash and training command in the metadata. ``--weights_dir`` exports a model built into
+another folder (``fer_keras.weights.build --output_dir``) before it ships.
 """
 
 from __future__ import annotations
@@ -16,13 +18,14 @@ from absl import flags
 from pipelines import cli
 
 
-def export_pretrained(name: str, export_root: str, version: int | None = None, served_name: str | None = None) -> str:
-    """Export pretrained ``name`` under ``export_root/<served_name or name>/<version>``; returns the directory."""
+def export_pretrained(name: str, export_root: str, version: int | None = None, served_name: str | None = None, weights_dir: str | None = None) -> str:
+    """Export pretrained ``name`` (from ``weights_dir``, default the package folder) under
+    ``export_root/<served_name or name>/<version>``; returns the directory."""
     from fer_keras import weights
     from fer_keras.export.savedmodel import export_model
 
-    card = weights.model_card(name)
-    model = weights.load_pretrained(name)
+    card = weights.model_card(name, weights_dir)
+    model = weights.load_pretrained(name, weights_dir)
     extra = {"pretrained_name": name, "weights_sha256": card["file"]["sha256"], "training_command": card.get("training_command")}
     return export_model(model, export_root, served_name or name, version=version, extra_metadata=extra)
 
@@ -34,7 +37,7 @@ def directory_bytes(path: str) -> int:
 def main(argv):
     del argv
     FLAGS = flags.FLAGS
-    path = export_pretrained(FLAGS.name, FLAGS.export_root, FLAGS.version, FLAGS.served_name)
+    path = export_pretrained(FLAGS.name, FLAGS.export_root, FLAGS.version, FLAGS.served_name, FLAGS.weights_dir)
     print(f"exported {FLAGS.name} to {path} ({directory_bytes(path):,} bytes)")
     return 0
 
@@ -44,4 +47,5 @@ if __name__ == "__main__":
     flags.DEFINE_string("export_root", "serving/models", "TF Serving model root.")
     flags.DEFINE_integer("version", None, "Version number (default: next free one).")
     flags.DEFINE_string("served_name", None, "Directory/model name under export_root (default: the pretrained name).")
+    flags.DEFINE_string("weights_dir", None, "Folder of the model's .keras and card (default: the fer_keras/weights package folder).")
     cli.run(main)

@@ -50,6 +50,33 @@ def model_spec(model: keras.Model) -> ModelSpec:
     return spec
 
 
+def _float32_policies(config):
+    """``config`` (a serialized Keras object) with every dtype policy set to float32."""
+    if isinstance(config, list):
+        return [_float32_policies(item) for item in config]
+    if not isinstance(config, dict):
+        return config
+    if config.get("class_name") in ("DTypePolicy", "FloatDTypePolicy") and isinstance(config.get("config"), dict):
+        return dict(config, config=dict(config["config"], name="float32"))
+    return {key: _float32_policies(value) for key, value in config.items()}
+
+
+def float32_compute(model: keras.Model) -> keras.Model:
+    """``model`` computing in float32 everywhere: itself when it already does, else a copy
+    rebuilt from its config with every layer's dtype policy float32, the same weights and spec.
+
+    A model trained with ``--mixed_precision`` keeps Keras' ``mixed_bfloat16`` policy in its
+    layers, so it would compute in bfloat16 wherever it is loaded, and its graph would carry
+    bfloat16 ops that TFLite's builtin kernels do not have. Shipping and export go through this.
+    """
+    layers = model._flatten_layers(include_self=True, recursive=True)
+    if all(layer.dtype_policy.name == "float32" for layer in layers):
+        return model
+    copy = keras.saving.deserialize_keras_object(_float32_policies(keras.saving.serialize_keras_object(model)))
+    copy.set_weights(model.get_weights())
+    return attach_spec(copy, model_spec(model))
+
+
 def save_model(model: keras.Model, path: str, weights_dtype: str = "float32") -> str:
     """Save ``model`` and its ``ModelSpec`` as a ``.keras`` file, atomically.
 

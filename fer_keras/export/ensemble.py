@@ -24,7 +24,7 @@ import tensorflow as tf
 from fer_keras import voting
 from fer_keras.export.savedmodel import add_metadata, build_metadata, decode_images, write_version_atomically
 from fer_keras.inference import probabilities
-from fer_keras.saving import model_spec
+from fer_keras.saving import float32_compute, model_spec
 
 
 def export_ensemble(
@@ -54,6 +54,7 @@ def export_ensemble(
         raise ValueError("An ensemble needs at least one member.")
     if default not in voting.VOTING_RULES:
         raise ValueError(f"default must be one of {sorted(voting.VOTING_RULES)}. Received: default={default!r}")
+    members = [float32_compute(m) for m in members]  # as single-model export: float32 kernels
     specs = [model_spec(m) for m in members]
     if len({s.class_names for s in specs}) != 1:
         raise ValueError(f"Members disagree on their classes: {[(m.name, list(s.class_names)) for m, s in zip(members, specs)]}")

@@ -49,7 +49,7 @@ import tensorflow as tf
 
 import fer_keras
 from fer_keras.inference import probabilities
-from fer_keras.saving import model_spec
+from fer_keras.saving import float32_compute, model_spec
 from fer_spec import InputSpec, ModelSpec
 
 METADATA_ASSET = "fer_keras_metadata.json"
@@ -230,7 +230,11 @@ def export_model(model: keras.Model, export_root: str, model_name: str, version:
 
     Returns:
         The version directory written.
+
+    A model with a mixed-precision policy is exported computing in float32
+    (``fer_keras.saving.float32_compute``): TF Serving's CPU kernels and TFLite's builtins.
     """
+    model = float32_compute(model)
     spec = model_spec(model)
     class_names = list(spec.class_names)
     metadata = build_metadata(model_name, spec, extra_metadata)

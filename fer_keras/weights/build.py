@@ -4,7 +4,8 @@
 
 Reads ``<run_dir>/best.keras`` and ``<run_dir>/run.json`` (written by ``fer_keras.train``),
 scores the model on the run's full validation split (centre crop and ten-crop) in float32
-and again after the float16 storage round trip (a run trained with a ``label_mode``, FER+, is
+and again after the float16 storage round trip, computing in float32 whatever the run's
+precision policy (``fer_keras.saving.float32_compute``; a run trained with a ``label_mode``, FER+, is
 scored as the training CLI validates it: on the majority vote, the images without one left
 out and counted in the card), writes ``fer_keras/weights/<name>.keras``
 (``--dtype=auto`` stores float16 when it agrees with float32, see ``choose_dtype``) and the
@@ -25,7 +26,7 @@ from absl import flags
 from fer_keras import weights
 from fer_keras.inference import predict_scores
 from fer_keras.metrics import classification_report
-from fer_keras.saving import load_model, model_spec, save_model
+from fer_keras.saving import float32_compute, load_model, model_spec, save_model
 from pipelines import cli
 
 # float16 is shipped when its top-1 agrees with float32 on at least this share of the
@@ -94,7 +95,7 @@ def build_pretrained(name: str, run_dir: str, data_dir: str | None = None, dtype
     with open(os.path.join(run_dir, "run.json")) as f:
         run = json.load(f)
     source = os.path.join(run_dir, checkpoint)
-    model = load_model(source)
+    model = float32_compute(load_model(source))  # a --mixed_precision run ships computing in float32
     spec = model_spec(model)
     split = run.get("splits", [None, "val"])[1]
     data_dir = data_dir or run["data_dir"]

@@ -194,11 +194,14 @@ def plot_runs(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, yl
     if not curves:
         raise ValueError("curves is empty: nothing to plot")
     from matplotlib import colormaps
+    from matplotlib.ticker import MaxNLocator
 
     figure = _new_figure(8.0, 5.0)
     axes = figure.add_subplot(1, 1, 1)
-    palette = colormaps["tab20"]
-    axes.set_prop_cycle(color=[palette(i) for i in range(palette.N)])  # 20 distinct colours, not 10
+    # tab10's strong colours for up to 10 runs; tab20 (pairs of one hue) for more: all distinct.
+    palette = colormaps["tab10" if len(curves) <= 10 else "tab20"]
+    axes.set_prop_cycle(color=[palette(i) for i in range(palette.N)])
+    axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs
     for label, values in curves.items():
         values = [float(v) for v in values]
         axes.plot(np.arange(1, len(values) + 1), values, "-o", markersize=2, label=label)
@@ -207,7 +210,7 @@ def plot_runs(curves: Mapping[str, Sequence[float]], path: str | os.PathLike, yl
     axes.grid(True, alpha=0.3)
     axes.legend(fontsize=7, ncol=2)
     if title:
-        axes.set_title(title)
+        axes.set_title(title, fontsize=9)
     figure.tight_layout()
     return _save_atomically(figure, path)
 

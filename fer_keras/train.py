@@ -32,7 +32,7 @@ flags.DEFINE_string("data_dir", None, "Root of the data set (a .csv file for fer
 flags.DEFINE_string("train_split", None, "Training split (default per data set, e.g. train).")
 flags.DEFINE_string("val_split", None, "Validation split (default per data set, e.g. val).")
 flags.DEFINE_string("label_mode", None, "FER+ training label mode (Barsoum et al. 2016): majority, probability (a label drawn from the votes each epoch), crossentropy (the vote distribution as target), multi_target (-log of the summed probability of the voted labels). Validation always uses the majority vote.")
-flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers parsed), overriding the preset's, e.g. arcface_margin=0.3.")
+flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers, true/false and number tuples written 8:16:32 parsed), overriding the preset's, e.g. arcface_margin=0.3.")
 flags.DEFINE_list("objective_options", [], "Training-objective options as key=value, overriding the preset's, e.g. label_smoothing=0.1.")
 flags.DEFINE_string("teacher", None, "Label distribution generator (ResFace Sec. 3.3): a saved model (PATH.keras) whose softmax on each training batch becomes the target, or a registered model name, first trained with hard labels on the same data into <output_dir>/teacher/ (resumable with --resume). The model's objective must take a teacher.")
 flags.DEFINE_list("teacher_model_options", [], "Builder options of a --teacher trained by name, as key=value (e.g. depth=50).")

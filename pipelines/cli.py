@@ -56,24 +56,33 @@ def run(main) -> None:
     app.run(checked, flags_parser=_parse_flags)
 
 
+def _parse_value(text: str):
+    """An option value: int, float, true/false, a tuple of numbers written ``8:16:32``, else the string."""
+    for parse in (int, float):
+        try:
+            return parse(text)
+        except ValueError:
+            pass
+    if text in ("true", "false"):
+        return text == "true"
+    if ":" in text:
+        parts = [_parse_value(part) for part in text.split(":")]
+        if all(isinstance(part, (int, float)) and not isinstance(part, bool) for part in parts):
+            return tuple(parts)
+    return text
+
+
 def parse_options(items: list[str], flag: str = "--model_options") -> dict:
-    """``["a=1", "b=x", "c=true"]`` -> ``{"a": 1, "b": "x", "c": True}``: the key=value lists
-    of the CLIs' option flags (ints, floats and true/false parsed); a malformed entry is a
-    usage error naming ``flag``."""
+    """``["a=1", "b=x", "c=true", "widths=8:16:32"]`` -> ``{"a": 1, "b": "x", "c": True,
+    "widths": (8, 16, 32)}``: the key=value lists of the CLIs' option flags (ints, floats,
+    true/false and colon-separated number tuples parsed; commas separate the entries); a
+    malformed entry is a usage error naming ``flag``."""
     options = {}
     for item in items:
         if "=" not in item:
             raise app.UsageError(f"{flag} entries are key=value. Received: {item!r}")
         key, value = item.split("=", 1)
-        for parse in (int, float):
-            try:
-                value = parse(value)
-                break
-            except ValueError:
-                pass
-        if value in ("true", "false"):
-            value = value == "true"
-        options[key.strip()] = value
+        options[key.strip()] = _parse_value(value)
     return options
 
 

@@ -3,6 +3,8 @@ traceback, and progress bars write no escape codes when stderr is not a terminal
 
 from __future__ import annotations
 
+import pytest
+
 from tests.cli_output import own_lines, run_cli
 
 
@@ -49,3 +51,24 @@ def test_progress_bar_is_one_plain_line_on_stderr_when_it_is_not_a_terminal():
     assert "\x1b" not in done.stderr and "\r" not in done.stderr
     (line,) = own_lines(done.stderr)
     assert line.startswith("photos ") and " 12/12 " in line
+
+
+def test_option_values_are_parsed_including_number_tuples():
+    from absl import app
+
+    from pipelines.cli import parse_options
+
+    parsed = parse_options(["a=1", "b=0.5", "c=true", "d=x", "widths=8:16:32", "box=0.1:0.2", "path=a:b", "e=1:x"])
+    assert parsed == {"a": 1, "b": 0.5, "c": True, "d": "x", "widths": (8, 16, 32), "box": (0.1, 0.2), "path": "a:b", "e": "1:x"}
+    with pytest.raises(app.UsageError, match="--objective_options entries are key=value. Received: 'nope'"):
+        parse_options(["nope"], "--objective_options")
+
+
+def test_tuple_model_options_reach_the_builder_from_the_command_line(tmp_path):
+    """``--model_options=widths=4:4:4`` builds the baseline with those widths (a comma would split the flag)."""
+    import json
+
+    out = tmp_path / "run"
+    result = run_cli("-m", "fer_keras.train", "--model=baseline", "--model_options=widths=4:4:4", "--epochs=1", "--limit=64", "--batch_size=32", "--verbose=0", f"--output_dir={out}")
+    assert result.returncode == 0, result.stderr
+    assert json.loads((out / "run.json").read_text())["model_options"] == {"widths": [4, 4, 4]}

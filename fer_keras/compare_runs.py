@@ -62,11 +62,8 @@ def markdown_table(curves: dict[str, list[float]], metric: str) -> str:
     for epoch in range(max(len(v) for v in curves.values())):
         cells = [f"{values[epoch]:.4f}" if epoch < len(values) else "" for values in curves.values()]
         lines.append(f"| {epoch + 1} | " + " | ".join(cells) + " |")
-    best = []
-    for values in curves.values():
-        pick = max if higher_is_better else min
-        value = pick(values) if values else float("nan")
-        best.append(f"**{value:.4f}** (epoch {values.index(value) + 1})" if values else "")
+    pick = max if higher_is_better else min
+    best = [f"**{pick(values):.4f}** (epoch {values.index(pick(values)) + 1})" if values else "" for values in curves.values()]
     lines.append("| best | " + " | ".join(best) + " |")
     return "\n".join(lines) + "\n"
 
@@ -84,10 +81,11 @@ def main(argv):
     curves = {label: read_metric(run_dir, FLAGS.metric) for label, run_dir in runs.items()}
     plot_runs(curves, FLAGS.output, ylabel=FLAGS.metric, title=FLAGS.title)
     table = markdown_table(curves, FLAGS.metric)
-    with open(os.path.splitext(FLAGS.output)[0] + ".md", "w") as f:
+    table_path = os.path.splitext(FLAGS.output)[0] + ".md"
+    with open(table_path, "w") as f:
         f.write(table)
     print(table)
-    print(f"Written {FLAGS.output} and {os.path.splitext(FLAGS.output)[0]}.md")
+    print(f"Written {FLAGS.output} and {table_path}")
     return 0
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from absl import app, flags
 
-from fer_keras.members import MemberRecipe
+from fer_keras.members import MemberRecipe, flag_overrides
 from fer_spec import InputSpec
 from pipelines.datasets import LoadedArrays, load_split
 from pipelines.cli import parse_options
@@ -57,9 +57,7 @@ def configure_runtime() -> None:
 
 def recipe_from_flags(model: str, model_options: dict | None = None) -> MemberRecipe:
     """The members' recipe: ``model`` with ``--preset`` and every training flag set."""
-    overrides = {name: getattr(FLAGS, name) for name in ("epochs", "batch_size", "learning_rate", "freeze_epochs") if getattr(FLAGS, name) is not None}
-    if FLAGS.head_layers:
-        overrides["head_layers"] = list(FLAGS.head_layers)
+    overrides = flag_overrides(FLAGS, ("epochs", "batch_size", "learning_rate", "freeze_epochs"))
     options = dict(model_options or {}, **parse_options(FLAGS.model_options))
     return MemberRecipe.from_preset(model, FLAGS.preset, FLAGS.dataset, overrides, options, parse_options(FLAGS.objective_options, "--objective_options"))
 

@@ -42,6 +42,15 @@ def loop_setting_names() -> list[str]:
     return [f.name for f in dataclasses.fields(LoopConfig) if f.name not in _CLI_OWNED]
 
 
+def flag_overrides(flag_values, names: tuple[str, ...]) -> dict:
+    """The training settings among ``names`` that a CLI's flags set (not None), plus
+    ``--head_layers`` when given: the overrides ``MemberRecipe.from_preset`` applies."""
+    overrides = {name: getattr(flag_values, name) for name in names if getattr(flag_values, name) is not None}
+    if flag_values.head_layers:
+        overrides["head_layers"] = list(flag_values.head_layers)
+    return overrides
+
+
 def write_json(path: str, payload: Any) -> str:
     """Write ``payload`` as indented JSON, atomically (temporary file, then rename)."""
     with open(path + ".tmp", "w") as f:

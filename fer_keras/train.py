@@ -79,9 +79,9 @@ SETTING_FLAGS = ("epochs", "batch_size", "optimizer", "learning_rate", "momentum
 
 def _setting_overrides() -> dict:
     """The training settings the user set by flag (they override the preset's)."""
-    overrides = {name: getattr(FLAGS, name) for name in SETTING_FLAGS if getattr(FLAGS, name) is not None}
-    if FLAGS.head_layers:
-        overrides["head_layers"] = list(FLAGS.head_layers)
+    from fer_keras.members import flag_overrides
+
+    overrides = flag_overrides(FLAGS, SETTING_FLAGS)
     if FLAGS.erase_probability is not None:
         overrides["augmentation"] = {"erase_probability": FLAGS.erase_probability}
     return overrides

@@ -21,6 +21,7 @@ from timing import repeated  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/datasets/fer2013", "FER2013 class folders.")
+flags.DEFINE_integer("threads", None, "CPU cores (as fer_keras.train: the model's thread plan, fer_keras.runtime).")
 flags.DEFINE_string("model", "baseline", "Registered model.")
 flags.DEFINE_list("batch_sizes", ["64"], "Global batch sizes to try.")
 flags.DEFINE_list("precisions", ["float32"], "Keras dtype policies to try (float32, mixed_bfloat16).")
@@ -34,16 +35,18 @@ def main(argv):
     import keras
     import tensorflow as tf
 
+    from fer_keras import runtime
     from fer_keras.registry import build_model, get_model_entry
     from fer_keras.training.loop import LoopConfig, Trainer
     from pipelines import input as input_pipeline
     from pipelines.datasets import load_arrays, open_dataset
 
     entry = get_model_entry(FLAGS.model)
+    plan = runtime.configure(FLAGS.threads, False, entry.parallel_branches)
     spec = entry.input_spec
     arrays = load_arrays(open_dataset("fer2013", FLAGS.data_dir, "train"), image_size=spec.source_size, channels=spec.channels, progress=False)
     images, targets = arrays.images, arrays.targets
-    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; {FLAGS.model} on {len(images)} FER2013 train images; {FLAGS.steps} steps x {FLAGS.repeats} repeats")
+    print(f"TensorFlow {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs; {FLAGS.model} on {len(images)} FER2013 train images; {FLAGS.steps} steps x {FLAGS.repeats} repeats; threads: {plan.describe()}")
     rows = []
     for precision in FLAGS.precisions:
         keras.mixed_precision.set_dtype_policy(precision)

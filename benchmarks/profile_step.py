@@ -25,6 +25,7 @@ from absl import app, flags  # noqa: E402
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/datasets/fer2013", "FER2013 class folders.")
+flags.DEFINE_integer("threads", None, "CPU cores (as fer_keras.train: the model's thread plan, fer_keras.runtime).")
 flags.DEFINE_string("model", "mrcar", "Registered model.")
 flags.DEFINE_list("model_options", [], "Builder options key=value.")
 flags.DEFINE_integer("batch_size", 32, "Batch size (the preset's for MrCAR).")
@@ -48,6 +49,7 @@ def main(argv):
     import tensorflow as tf
     from tensorflow.python.profiler.internal import _pywrap_profiler_plugin
 
+    from fer_keras import runtime
     from fer_keras.objective import call_factory
     from fer_keras.registry import build_model, get_model_entry
     from fer_keras.training.loop import LoopConfig, Trainer
@@ -55,8 +57,9 @@ def main(argv):
     from pipelines.cli import parse_options
     from pipelines.datasets import load_arrays, open_dataset
 
-    keras.mixed_precision.set_dtype_policy(FLAGS.precision)
     entry = get_model_entry(FLAGS.model)
+    runtime.configure(FLAGS.threads, False, entry.parallel_branches)
+    keras.mixed_precision.set_dtype_policy(FLAGS.precision)
     spec = entry.input_spec
     arrays = load_arrays(open_dataset("fer2013", FLAGS.data_dir, "train"), image_size=spec.source_size, channels=spec.channels, limit=FLAGS.batch_size * 4, progress=False)
     options = parse_options(FLAGS.model_options)

@@ -77,7 +77,7 @@ def main(argv):
         raise app.UsageError(f"--folds must be >= 3 and --runs >= 1. Received: folds={FLAGS.folds}, runs={FLAGS.runs}")
     member_flags.check_data_flags()
 
-    member_flags.configure_runtime()
+    member_flags.configure_runtime(FLAGS.model)
     recipe = member_flags.recipe_from_flags(FLAGS.model)
     data = _load_data(recipe)
     groups = None

@@ -101,7 +101,7 @@ def main(argv):
         raise app.UsageError("--output_dir is needed with --members (the report goes there).")
     member_flags.check_data_flags()
 
-    member_flags.configure_runtime()
+    member_flags.configure_runtime(FLAGS.model)
     if FLAGS.members:
         members = [(_member_name(p), p, {}) for p in FLAGS.members]
     else:

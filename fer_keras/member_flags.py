@@ -10,6 +10,7 @@ from __future__ import annotations
 from absl import app, flags
 
 from fer_keras.members import MemberRecipe, flag_overrides
+from fer_keras.runtime import THREADS_HELP, configure
 from fer_spec import InputSpec
 from pipelines.datasets import LoadedArrays, load_split
 from pipelines.cli import parse_options
@@ -34,7 +35,7 @@ flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers an
 flags.DEFINE_list("objective_options", [], "Objective options as key=value, overriding the preset's.")
 flags.DEFINE_integer("seed", 0, "Seed of the first member; member k uses seed + k.")
 flags.DEFINE_bool("ten_crop", False, "Score the validation split with ten-crop testing.")
-flags.DEFINE_integer("threads", None, "TensorFlow intra-op threads (default: all cores).")
+flags.DEFINE_integer("threads", None, THREADS_HELP)
 flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16 (faster on AVX-512 CPUs).")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars.")
 
@@ -44,15 +45,14 @@ def check_data_flags() -> None:
         raise app.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir (the folder or CSV of the data set).")
 
 
-def configure_runtime() -> None:
-    """Apply ``--threads`` and ``--mixed_precision`` (before any model is built)."""
-    import keras
-    import tensorflow as tf
+def configure_runtime(model: str | None) -> None:
+    """Apply ``--threads`` and ``--mixed_precision`` (before any model is built or loaded);
+    ``model`` (registered name, or None when unknown) chooses the thread plan (``fer_keras.runtime``)."""
+    from fer_keras.registry import get_model_entry
 
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
+    plan = configure(FLAGS.threads, FLAGS.mixed_precision, bool(model) and get_model_entry(model).parallel_branches)
+    if FLAGS.verbose:
+        print(f"Threads: {plan.describe()}")
 
 
 def recipe_from_flags(model: str, model_options: dict | None = None) -> MemberRecipe:

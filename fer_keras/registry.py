@@ -6,6 +6,7 @@ A model family declares, in its own file under ``fer_keras/models/`` and nowhere
 - its default ``InputSpec``;
 - its training objective ``objective(model, target_kind, **options) -> Objective``
   (``fer_keras.objective``); the default is cross-entropy on the ``probabilities`` output;
+- whether its graph is independent branches (``parallel_branches``, ``fer_keras.runtime``);
 - its presets (a paper's settings), whose keys are checked: an unknown training setting,
   builder option or objective option is an error that names the known ones.
 
@@ -67,6 +68,7 @@ class ModelEntry:
     presets: dict[str, Preset]
     default_preset: str
     objective: Callable[..., Objective] = classification_objective
+    parallel_branches: bool = False
 
     def option_names(self) -> list[str]:
         """Builder options ``--model_options`` may set."""
@@ -86,8 +88,12 @@ class ModelEntry:
 _REGISTRY: dict[str, ModelEntry] = {}
 
 
-def register_model(name: str, input_spec: InputSpec, presets: list[Preset], default_preset: str, objective: Callable[..., Objective] = classification_objective):
-    """Decorator registering ``builder(num_classes, input_spec, **options) -> keras.Model``."""
+def register_model(name: str, input_spec: InputSpec, presets: list[Preset], default_preset: str, objective: Callable[..., Objective] = classification_objective, parallel_branches: bool = False):
+    """Decorator registering ``builder(num_classes, input_spec, **options) -> keras.Model``.
+
+    ``parallel_branches``: the network is independent branches of small ops (MrCAR's regions),
+    which train faster side by side than with each op split over the cores (``fer_keras.runtime``).
+    """
 
     def decorate(builder):
         if name in _REGISTRY:
@@ -95,7 +101,7 @@ def register_model(name: str, input_spec: InputSpec, presets: list[Preset], defa
         by_name = {p.name: p for p in presets}
         if default_preset not in by_name:
             raise ValueError(f"default_preset {default_preset!r} of {name!r} is not in {sorted(by_name)}")
-        entry = ModelEntry(name, builder, input_spec, by_name, default_preset, objective)
+        entry = ModelEntry(name, builder, input_spec, by_name, default_preset, objective, parallel_branches)
         for preset in presets:
             entry.check_options(preset.model_options, preset.objective_options)
         _REGISTRY[name] = entry

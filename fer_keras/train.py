@@ -19,6 +19,8 @@ import time
 
 from absl import app, flags, logging
 
+from fer_keras import runtime
+from fer_keras.runtime import THREADS_HELP
 from fer_keras.training.schedules import OPTIMIZERS, SCHEDULES
 from fer_keras.training.strategy import STRATEGIES
 from pipelines import cli
@@ -65,7 +67,7 @@ flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16 (faster on 
 flags.DEFINE_bool("jit_compile", False, "Compile the per-replica training step with XLA (measure first: see benchmarks/RESULTS.md).")
 flags.DEFINE_bool("resume", False, "Continue from the checkpoint in --output_dir.")
 flags.DEFINE_integer("checkpoint_every", 200, "Save a resumable checkpoint every N steps (and at each epoch end).")
-flags.DEFINE_integer("threads", None, "TensorFlow intra-op threads (default: all cores).")
+flags.DEFINE_integer("threads", None, THREADS_HELP)
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar.")
 
 DEMO_NOTICE = (
@@ -168,7 +170,6 @@ def main(argv):
     os.makedirs(output_dir, exist_ok=True)
 
     import keras
-    import tensorflow as tf
 
     from fer_keras.evaluate import write_report
     from fer_keras.objective import call_factory
@@ -180,16 +181,14 @@ def main(argv):
     from pipelines.datasets.splits import default_splits
     from fer_keras.members import data_objective_options
 
-    if FLAGS.threads:
-        tf.config.threading.set_intra_op_parallelism_threads(FLAGS.threads)
+    plan = runtime.configure(FLAGS.threads, FLAGS.mixed_precision, entry.parallel_branches)
     keras.utils.set_random_seed(FLAGS.seed)
-    if FLAGS.mixed_precision:
-        keras.mixed_precision.set_dtype_policy("mixed_bfloat16")
     strategy = make_strategy(FLAGS.strategy)
 
     if FLAGS.dataset == "demo":
         print(DEMO_NOTICE)
     print(f"Model {FLAGS.model}, preset {preset.name!r}: {preset.description}")
+    print(f"Threads: {plan.describe()}")
     print("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
     train_split, val_split = default_splits(FLAGS.dataset)
     train_split, val_split = FLAGS.train_split or train_split, FLAGS.val_split or val_split

@@ -340,7 +340,7 @@ def mrcar_objective(model: MrCAR, target_kind: str, label_smoothing: float = 0.0
     return Objective([term])
 
 
-@register_model("mrcar", input_spec=MRCAR_SPEC, presets=PRESETS, default_preset="fer2013", objective=mrcar_objective)
+@register_model("mrcar", input_spec=MRCAR_SPEC, presets=PRESETS, default_preset="fer2013", objective=mrcar_objective, parallel_branches=True)
 def build_mrcar(
     num_classes: int,
     input_spec: InputSpec = MRCAR_SPEC,

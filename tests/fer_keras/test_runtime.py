@@ -1,0 +1,38 @@
+"""The thread plan: branchy models run ops side by side, others split each op (fer_keras.runtime)."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from fer_keras.registry import get_model_entry, model_names
+from fer_keras.runtime import ThreadPlan, thread_plan
+
+
+def test_plan_per_kind_of_graph():
+    assert thread_plan(2, parallel_branches=True) == ThreadPlan(intra_op=1, inter_op=2)
+    assert thread_plan(2, parallel_branches=False) == ThreadPlan(intra_op=2, inter_op=2)
+    assert thread_plan(1, parallel_branches=True) == ThreadPlan(intra_op=1, inter_op=1)
+    cores = os.cpu_count()
+    assert thread_plan(None, parallel_branches=False) == ThreadPlan(intra_op=cores, inter_op=cores)
+
+
+def test_bad_thread_count_is_an_error():
+    with pytest.raises(ValueError, match="--threads must be >= 1"):
+        thread_plan(0, parallel_branches=False)
+
+
+def test_only_mrcar_declares_parallel_branches():
+    assert {name for name in model_names() if get_model_entry(name).parallel_branches} == {"mrcar"}
+
+
+def test_configure_sets_tensorflow_thread_pools():
+    code = (
+        "import tensorflow as tf, keras\n"
+        "from fer_keras.runtime import configure\n"
+        "plan = configure(2, True, parallel_branches=True)\n"
+        "print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads(), keras.mixed_precision.dtype_policy().name)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
+    assert out.stdout.split()[-3:] == ["1", "2", "mixed_bfloat16"]

@@ -35,7 +35,7 @@ def _sensitivities(matrix: np.ndarray) -> np.ndarray:
 
 
 def _mean_sd(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and sample SD (``ddof=1``; 0 for one run) over axis 0."""
+    """Mean and sample SD (``ddof=1``; 0 for one run, shown as n/a in the tables) over axis 0."""
     values = np.asarray(values, dtype=np.float64)
     sd = values.std(axis=0, ddof=1) if len(values) > 1 else np.zeros(values.shape[1:])
     return values.mean(axis=0), sd
@@ -79,13 +79,18 @@ def cv_statistics(labels_by_run: Sequence[np.ndarray], predicted_by_run: Sequenc
 def markdown_tables(stats: dict) -> str:
     """Table 1 (sensitivity per class and run), Table 2 (accuracy per run), Eq. 7-8, in %."""
     names = stats["class_names"]
+    one_run = len(stats["runs"]) == 1
+
+    def mean_sd(mean: float, sd: float) -> str:  # no SD from a single run: say so rather than print 0
+        return f"{100 * mean:.2f}" + (" ± n/a" if one_run else f" ± {100 * sd:.2f}")
+
     lines = ["| Run | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
     for j, run in enumerate(stats["runs"]):
         lines.append(f"| {j + 1} | " + " | ".join(f"{100 * run['sensitivity'][n]:.2f}" for n in names) + " |")
-    lines.append("| Mean+SD | " + " | ".join(f"{100 * stats['sensitivity_mean'][n]:.2f} ± {100 * stats['sensitivity_sd'][n]:.2f}" for n in names) + " |")
+    lines.append("| Mean+SD | " + " | ".join(mean_sd(stats['sensitivity_mean'][n], stats['sensitivity_sd'][n]) for n in names) + " |")
     lines += ["", "| Run | OA |", "|---|---|"]
     lines += [f"| {j + 1} | {100 * run['accuracy']:.2f} |" for j, run in enumerate(stats["runs"])]
-    lines.append(f"| Mean+SD | {100 * stats['accuracy_mean']:.2f} ± {100 * stats['accuracy_sd']:.2f} |")
+    lines.append(f"| Mean+SD | {mean_sd(stats['accuracy_mean'], stats['accuracy_sd'])} |")
     pooled = stats["pooled"]
     lines += ["", "Summed confusion matrix over all rounds and runs (Eq. 7-8): OA "
               f"{100 * pooled['accuracy']:.2f}, E(t) " + ", ".join(f"{n} {100 * pooled['sensitivity'][n]:.2f}" for n in names)]

@@ -82,7 +82,9 @@ def test_statistics_match_numpy_from_stored_predictions(tmp_path):
     assert all(os.path.getsize(p) > 0 for p in written)
     rows = open(tmp_path / "accuracy.csv").read().splitlines()
     assert rows[0] == "run,accuracy" and float(rows[1].split(",")[1]) == pytest.approx(100 * acc[0], abs=1e-3)
-    assert "| Mean+SD |" in cv_report.markdown_tables(stats)
+    assert f"| Mean+SD | {100 * acc.mean():.2f} ± {100 * acc.std(ddof=1):.2f} |" in cv_report.markdown_tables(stats)
+    one_run = cv_report.cv_statistics(labels[:1], predicted[:1], CLASSES)
+    assert f"| Mean+SD | {100 * acc[0]:.2f} ± n/a |" in cv_report.markdown_tables(one_run)  # one run has no SD
 
 
 def _tree_times(output_dir) -> dict:

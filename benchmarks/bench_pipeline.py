@@ -22,6 +22,7 @@ from timing import repeated  # noqa: E402
 FLAGS = flags.FLAGS
 flags.DEFINE_string("data_dir", "../shared/datasets/fer2013", "FER2013 class folders.")
 flags.DEFINE_integer("threads", None, "CPU cores (as fer_keras.train: the model's thread plan, fer_keras.runtime).")
+flags.DEFINE_enum("thread_plan", "model", ["model", "split", "branches"], "Ops split over the cores, branches side by side (one thread per op), or the model's declaration.")
 flags.DEFINE_string("model", "baseline", "Registered model.")
 flags.DEFINE_list("batch_sizes", ["64"], "Global batch sizes to try.")
 flags.DEFINE_list("precisions", ["float32"], "Keras dtype policies to try (float32, mixed_bfloat16).")
@@ -42,7 +43,8 @@ def main(argv):
     from pipelines.datasets import load_arrays, open_dataset
 
     entry = get_model_entry(FLAGS.model)
-    plan = runtime.configure(FLAGS.threads, False, entry.parallel_branches)
+    branches = entry.parallel_branches if FLAGS.thread_plan == "model" else FLAGS.thread_plan == "branches"
+    plan = runtime.configure(FLAGS.threads, False, branches)
     spec = entry.input_spec
     arrays = load_arrays(open_dataset("fer2013", FLAGS.data_dir, "train"), image_size=spec.source_size, channels=spec.channels, progress=False)
     images, targets = arrays.images, arrays.targets

@@ -45,7 +45,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from fer_keras import cv_report, member_flags
+from fer_keras import cv_report, member_flags, run_flags
 from fer_keras.cross_validation import check_init_weights, check_manifest, cross_validate, data_fingerprint
 from fer_keras.members import MemberRecipe, write_json
 from pipelines import cli
@@ -53,6 +53,7 @@ from pipelines.datasets import LoadedArrays
 from pipelines.datasets.folds import class_balanced_indices, class_ids, take
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(member_flags)  # --help lists the shared flags too
 flags.DEFINE_integer("folds", 10, "Number of folds k (>= 3): k-2 train, 1 validation, 1 test per round.")
 flags.DEFINE_integer("runs", 10, "Repetitions of the k rounds, each with its own fold assignment.")
 flags.DEFINE_string("group_by", None, "Meta key of the subject id (e.g. subject for CK+ / JAFFE): subject-independent folds.")
@@ -75,9 +76,9 @@ def main(argv):
         raise app.UsageError("fer_keras.cv needs --model=NAME and --output_dir=DIR.")
     if FLAGS.folds < 3 or FLAGS.runs < 1:
         raise app.UsageError(f"--folds must be >= 3 and --runs >= 1. Received: folds={FLAGS.folds}, runs={FLAGS.runs}")
-    member_flags.check_data_flags()
+    run_flags.check_data_flags()
 
-    member_flags.configure_runtime(FLAGS.model)
+    run_flags.configure_runtime(FLAGS.model)
     recipe = member_flags.recipe_from_flags(FLAGS.model)
     data = _load_data(recipe)
     groups = None
@@ -89,11 +90,11 @@ def main(argv):
     if FLAGS.init_weights:
         check_init_weights(FLAGS.init_weights, recipe, data)
     sizes = np.bincount(class_ids(data.targets), minlength=len(data.class_names))
-    print(f"Cross-validating {recipe.model} (preset {recipe.preset!r}) on {len(data.paths)} images of {FLAGS.dataset}/{member_flags.split_name('train')} "
+    print(f"Cross-validating {recipe.model} (preset {recipe.preset!r}) on {len(data.paths)} images of {FLAGS.dataset}/{run_flags.split_name('train')} "
           f"({', '.join(f'{n} {c}' for n, c in zip(data.class_names, sizes) if c)}): {FLAGS.folds} folds x {FLAGS.runs} runs")
     ten_crop = FLAGS.ten_crop or recipe.ten_crop
     manifest = {"model": recipe.model, "recipe": recipe.to_dict(), "folds": FLAGS.folds, "runs": FLAGS.runs, "seed": FLAGS.seed,
-                "group_by": FLAGS.group_by, "dataset": FLAGS.dataset, "split": member_flags.split_name("train"),
+                "group_by": FLAGS.group_by, "dataset": FLAGS.dataset, "split": run_flags.split_name("train"),
                 "limit": FLAGS.limit, "limit_per_class": FLAGS.limit_per_class, "num_images": len(data.paths),
                 "class_names": list(data.class_names), "data_sha1": data_fingerprint(data), "init_weights": FLAGS.init_weights,
                 "ten_crop": ten_crop, "mixed_precision": FLAGS.mixed_precision}

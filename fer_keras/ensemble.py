@@ -26,7 +26,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from fer_keras import member_flags
+from fer_keras import member_flags, run_flags
 from fer_keras.ensemble_report import ensemble_report, markdown_tables, plot_rank_distribution
 from fer_keras.inference import predict_scores
 from fer_keras.members import train_member, write_json
@@ -34,6 +34,7 @@ from fer_keras.saving import load_model, model_spec
 from pipelines import cli
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(member_flags)  # --help lists the shared flags too
 flags.DEFINE_integer("num_members", 3, "Members to train (or load when finished) with --model.")
 flags.DEFINE_string("runs_dir", None, "Folder of the members' run folders member_0, member_1, ... (with --model).")
 flags.DEFINE_float("alpha", 1.9, "T2V weight of a member's first choice (paper: 1.9).")
@@ -99,9 +100,9 @@ def main(argv):
     output_dir = FLAGS.output_dir or FLAGS.runs_dir
     if not output_dir:
         raise app.UsageError("--output_dir is needed with --members (the report goes there).")
-    member_flags.check_data_flags()
+    run_flags.check_data_flags()
 
-    member_flags.configure_runtime(FLAGS.model)
+    run_flags.configure_runtime(FLAGS.model)
     if FLAGS.members:
         members = [(_member_name(p), p, {}) for p in FLAGS.members]
     else:
@@ -111,7 +112,7 @@ def main(argv):
     report = ensemble_report(scores, labels, class_names, names, FLAGS.alpha, FLAGS.beta)
     for member, (_, path, record) in zip(report["members"], members):
         member.update(path=path, **{k: record[k] for k in ("seed", "epochs", "images_per_sec", "val_accuracy") if k in record})
-    report.update(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, split=member_flags.split_name("val"), ten_crop=FLAGS.ten_crop,
+    report.update(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, split=run_flags.split_name("val"), ten_crop=FLAGS.ten_crop,
                   command=" ".join(["python -m fer_keras.ensemble"] + sys.argv[1:]))
     os.makedirs(output_dir, exist_ok=True)
     write_json(os.path.join(output_dir, "ensemble.json"), report)

@@ -29,7 +29,7 @@ import sys
 import numpy as np
 from absl import app, flags, logging
 
-from fer_keras import member_flags
+from fer_keras import member_flags, run_flags
 from fer_keras.genetic_fusion import OTHER_WEIGHTS, check_same_architecture, fused_weights, reestimate_batch_norm, select_parents, selection_probabilities
 from fer_keras.inference import evaluate_arrays
 from fer_keras.members import train_member, write_json
@@ -37,6 +37,7 @@ from fer_keras.saving import load_model, model_spec, save_model
 from pipelines import cli
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(member_flags)  # --help lists the shared flags too
 flags.DEFINE_integer("generations", 1, "Number of FGA generations G.")
 flags.DEFINE_integer("num_fused", None, "Fused networks per generation (default: as many as the input networks).")
 flags.DEFINE_integer("num_new", 0, "Freshly initialised networks trained beside the fused ones each generation (Algorithm 1, line 8).")
@@ -142,9 +143,9 @@ def main(argv):
         raise app.UsageError("--generations, --parents and --finetune_epochs must be at least 1.")
     if FLAGS.parents > len(FLAGS.members):
         raise app.UsageError(f"--parents={FLAGS.parents} is more than the {len(FLAGS.members)} networks of a generation.")
-    member_flags.check_data_flags()
+    run_flags.check_data_flags()
 
-    member_flags.configure_runtime(FLAGS.model)
+    run_flags.configure_runtime(FLAGS.model)
     first = load_model(FLAGS.members[0])
     spec = model_spec(first)
     recipe = member_flags.recipe_from_flags(FLAGS.model or spec.architecture, spec.options)

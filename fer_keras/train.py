@@ -19,30 +19,19 @@ import time
 
 from absl import app, flags, logging
 
-from fer_keras import runtime
-from fer_keras.runtime import THREADS_HELP
+from fer_keras import run_flags
 from fer_keras.training.schedules import OPTIMIZERS, SCHEDULES
 from fer_keras.training.strategy import STRATEGIES
 from pipelines import cli
 
 FLAGS = flags.FLAGS
+flags.adopt_module_key_flags(run_flags)  # --help lists the shared flags too
 flags.DEFINE_string("model", "baseline", "Registered model name (see --list_models).")
 flags.DEFINE_bool("list_models", False, "Print the registered models and their presets, then exit.")
-flags.DEFINE_string("preset", None, "Training preset of the model (default: the model's default; 'demo' on demo data).")
-flags.DEFINE_string("dataset", "demo", "Data set adapter: demo, fer2013, fer2013_csv, ferplus, rafdb, affectnet7, affectnet8, ckplus, jaffe, folder.")
-flags.DEFINE_string("data_dir", None, "Root of the data set (a .csv file for fer2013_csv).")
-flags.DEFINE_string("train_split", None, "Training split (default per data set, e.g. train).")
-flags.DEFINE_string("val_split", None, "Validation split (default per data set, e.g. val).")
 flags.DEFINE_string("label_mode", None, "FER+ training label mode (Barsoum et al. 2016): majority, probability (a label drawn from the votes each epoch), crossentropy (the vote distribution as target), multi_target (-log of the summed probability of the voted labels). Validation always uses the majority vote.")
-flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers, true/false and number tuples written 8:16:32 parsed), overriding the preset's, e.g. arcface_margin=0.3.")
-flags.DEFINE_list("objective_options", [], "Training-objective options as key=value, overriding the preset's, e.g. label_smoothing=0.1.")
 flags.DEFINE_string("teacher", None, "Label distribution generator (ResFace Sec. 3.3): a saved model (PATH.keras) whose softmax on each training batch becomes the target, or a registered model name, first trained with hard labels on the same data into <output_dir>/teacher/ (resumable with --resume). The model's objective must take a teacher.")
 flags.DEFINE_list("teacher_model_options", [], "Builder options of a --teacher trained by name, as key=value (e.g. depth=50).")
-flags.DEFINE_integer("limit", None, "Use at most this many training images (quick runs).")
-flags.DEFINE_integer("epochs", None, "Number of epochs (overrides the preset).")
-flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the preset).")
 flags.DEFINE_enum("optimizer", None, OPTIMIZERS, "Optimiser (overrides the preset).")
-flags.DEFINE_float("learning_rate", None, "Base learning rate (overrides the preset).")
 flags.DEFINE_float("momentum", None, "SGD momentum.")
 flags.DEFINE_bool("nesterov", None, "SGD with Nesterov momentum (overrides the preset).")
 flags.DEFINE_float("weight_decay", None, "Decoupled weight decay.")
@@ -54,21 +43,14 @@ flags.DEFINE_integer("plateau_patience", None, "cosine_then_step_on_plateau: bad
 flags.DEFINE_float("plateau_min_delta", None, "cosine_then_step_on_plateau: smallest decrease of the epoch's training loss that counts as an improvement.")
 flags.DEFINE_float("phase2_lr", None, "cosine_then_step_on_plateau: learning rate of phase 2 (then x lr_decay_factor every lr_decay_every epochs).")
 flags.DEFINE_integer("warmup_epochs", None, "Epochs of linear learning-rate warm-up before the schedule (overrides the preset).")
-flags.DEFINE_integer("freeze_epochs", None, "Frozen-then-unfrozen fine-tuning: for this many first epochs only --head_layers are updated, then every layer (see fer_keras.cv --init_weights).")
-flags.DEFINE_list("head_layers", None, "Layers trained while the rest is frozen (default: predictions, the classifier of the ResNet family).")
 flags.DEFINE_float("erase_probability", None, "Random erasing (Zhong et al. 2020): probability per training image of zeroing a random rectangle.")
 flags.DEFINE_bool("oversample", False, "Class-balanced resampling of the training set each epoch.")
 flags.DEFINE_bool("class_weighting", False, "Weight the loss by inverse class frequency.")
-flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation in the final evaluation (on by default where the preset says so).")
 flags.DEFINE_string("output_dir", None, "Run directory (default runs/<model>-<dataset>).")
 flags.DEFINE_enum("strategy", "default", STRATEGIES, "tf.distribute strategy; multi_worker reads TF_CONFIG.")
-flags.DEFINE_integer("seed", 0, "Seed of weights, data order and augmentation.")
-flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16 (faster on AVX-512 CPUs).")
 flags.DEFINE_bool("jit_compile", False, "Compile the per-replica training step with XLA (measure first: see benchmarks/RESULTS.md).")
 flags.DEFINE_bool("resume", False, "Continue from the checkpoint in --output_dir.")
 flags.DEFINE_integer("checkpoint_every", 200, "Save a resumable checkpoint every N steps (and at each epoch end).")
-flags.DEFINE_integer("threads", None, THREADS_HELP)
-flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bar.")
 
 DEMO_NOTICE = (
     "NOTE: training on the built-in DEMO data set: procedurally drawn faces, not real photos.\n"
@@ -153,8 +135,7 @@ def main(argv):
             entry = get_model_entry(name)
             print(f"{name}: presets {', '.join(entry.presets)} (default {entry.default_preset})")
         return 0
-    if FLAGS.dataset != "demo" and not FLAGS.data_dir:
-        raise app.UsageError(f"--dataset={FLAGS.dataset} needs --data_dir (the folder or CSV of the data set).")
+    run_flags.check_data_flags()
     from fer_keras.members import MemberRecipe
 
     entry = get_model_entry(FLAGS.model)
@@ -178,20 +159,17 @@ def main(argv):
     from fer_keras.saving import load_model, save_model
     from fer_keras.training.loop import Trainer
     from fer_keras.training.strategy import make_strategy
-    from pipelines.datasets.splits import default_splits
     from fer_keras.members import data_objective_options
 
-    plan = runtime.configure(FLAGS.threads, FLAGS.mixed_precision, entry.parallel_branches)
+    run_flags.configure_runtime(FLAGS.model)
     keras.utils.set_random_seed(FLAGS.seed)
     strategy = make_strategy(FLAGS.strategy)
 
     if FLAGS.dataset == "demo":
         print(DEMO_NOTICE)
     print(f"Model {FLAGS.model}, preset {preset.name!r}: {preset.description}")
-    print(f"Threads: {plan.describe()}")
     print("Settings: " + ", ".join(f"{k}={v}" for k, v in sorted(settings.items())))
-    train_split, val_split = default_splits(FLAGS.dataset)
-    train_split, val_split = FLAGS.train_split or train_split, FLAGS.val_split or val_split
+    train_split, val_split = run_flags.split_name("train"), run_flags.split_name("val")
     spec, model_options, objective_options = recipe.input_spec(), recipe.model_options, recipe.objective_options
     if model_options:
         print("Model options: " + ", ".join(f"{k}={v}" for k, v in sorted(model_options.items())))

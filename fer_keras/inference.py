@@ -36,7 +36,8 @@ def inference_output(outputs, spec: ModelSpec) -> tf.Tensor:
 
 def forward(model: keras.Model, inputs: dict, spec: ModelSpec) -> tf.Tensor:
     """Class probabilities float32 ``[N, K]`` of prepared model inputs (``training=False``;
-    only the inputs the spec names are passed)."""
+    only the inputs the spec names are passed). ``model``: a Keras model, or a callable with
+    its call signature (``fer_keras.export.savedmodel.Float16Weights``)."""
     names = spec.input_spec.input_names
     return inference_output(model({name: inputs[name] for name in names}, training=False), spec)
 

@@ -32,6 +32,7 @@ flags.DEFINE_integer("version", None, "Version number (default: the next after t
 flags.DEFINE_string("dataset_name", None, "int8: data set adapter of --data_dir (default: the model's training data set).")
 flags.DEFINE_string("data_dir", None, "int8: data set root of the representative training images.")
 flags.DEFINE_enum("format", "savedmodel", ["savedmodel", "tflite"], "What to write.")
+flags.DEFINE_enum("weights_dtype", "float32", ["float32", "float16"], "SavedModel: store the weights as float16 (half the bytes, cast to float32 in the graph; computation stays float32).")
 flags.DEFINE_enum("quantize", "none", ["none", "float16", "int8"], "TFLite quantization.")
 flags.DEFINE_string("saved_model_dir", None, "TFLite: convert this exported SavedModel version instead of exporting --model_path.")
 flags.DEFINE_integer("representative_count", 300, "int8: number of training images to calibrate on.")
@@ -84,7 +85,7 @@ def main(argv):
     spec = model_spec(model)
     extra = {"source_model": os.path.basename(FLAGS.model_path)}
     if FLAGS.format == "savedmodel":
-        path = export_model(model, FLAGS.export_dir, FLAGS.name, FLAGS.version, extra)
+        path = export_model(model, FLAGS.export_dir, FLAGS.name, FLAGS.version, extra, FLAGS.weights_dtype)
         size = spec.input_spec.source_size
         print(f"Wrote SavedModel {path} (signatures serving_default [encoded aligned-face image bytes], predict_images [uint8 {size[0]}x{size[1]}x{spec.input_spec.channels}], metadata)")
         return 0

@@ -6,7 +6,9 @@ Uses ``fer_keras.export.savedmodel.export_model`` (signatures ``serving_default`
 ``predict_images``, ``metadata``): input spec, class names and data set from the model's
 stored ``ModelSpec`` (so an 8-class FER+ model serves 8 probabilities), the card's weights
 hash and training command in the metadata. ``--weights_dir`` exports a model built into
-another folder (``fer_keras.weights.build --output_dir``) before it ships.
+another folder (``fer_keras.weights.build --output_dir``) before it ships. The SavedModel
+stores the weights in the shipped file's dtype (the card's ``file.weights_dtype``: float16 for
+most, halving the servable, e.g. ResNet-18 45 -> 23 MB), so it serves exactly the shipped values.
 """
 
 from __future__ import annotations
@@ -27,7 +29,8 @@ def export_pretrained(name: str, export_root: str, version: int | None = None, s
     card = weights.model_card(name, weights_dir)
     model = weights.load_pretrained(name, weights_dir)
     extra = {"pretrained_name": name, "weights_sha256": card["file"]["sha256"], "training_command": card.get("training_command")}
-    return export_model(model, export_root, served_name or name, version=version, extra_metadata=extra)
+    weights_dtype = card["file"].get("weights_dtype", "float32")
+    return export_model(model, export_root, served_name or name, version=version, extra_metadata=extra, weights_dtype=weights_dtype)
 
 
 def directory_bytes(path: str) -> int:

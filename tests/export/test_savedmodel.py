@@ -16,7 +16,7 @@ import tensorflow as tf
 from fer_keras.export import METADATA_ASSET, export_model
 from fer_keras.registry import build_model
 from fer_keras.inference import predict_scores
-from fer_keras.saving import model_spec, save_model
+from fer_keras.saving import load_model, model_spec, save_model
 from pipelines.datasets import load_arrays, open_dataset
 
 CLASS_NAMES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]  # the adapter's (Kaggle) order
@@ -243,3 +243,24 @@ def test_cli_exports_savedmodel(exported, tmp_path):
     assert asset["class_names"] == CLASS_NAMES and asset["dataset_name"] == "fer2013"
     usage = subprocess.run([sys.executable, "-m", "fer_keras.export", "--name=x"], capture_output=True, text=True, timeout=300, cwd=pathlib.Path(__file__).resolve().parents[2])
     assert usage.returncode != 0 and "exactly one of --model_path" in usage.stderr
+
+
+def test_float16_weights_halve_the_file_and_serve_the_rounded_model(exported, fer_val, tmp_path):
+    model, float32_dir = exported
+    path = export_model(model, str(tmp_path), "half", weights_dtype="float16")
+    stored = dict(tf.train.list_variables(os.path.join(path, "variables", "variables")))
+    reader = tf.train.load_checkpoint(os.path.join(path, "variables", "variables"))
+    dtypes = reader.get_variable_to_dtype_map()
+    float_values = sum(int(np.prod(v.shape)) for v in model.weights if v.dtype == "float32")
+    assert sum(int(np.prod(stored[n])) for n, d in dtypes.items() if d == tf.float16) == float_values  # every float weight, once, as float16
+    data = lambda d: os.path.getsize(os.path.join(d, "variables", "variables.data-00000-of-00001"))  # noqa: E731
+    assert data(path) < 0.55 * data(float32_dir)
+    assert json.loads(tf.saved_model.load(path).signatures["metadata"](unused=tf.constant(0))["metadata_json"].numpy())["weights_dtype"] == "float16"
+
+    # The servable computes the float32 model whose weights are rounded to float16.
+    rounded = load_model(save_model(model, str(tmp_path / "half.keras"), "float16"))  # a shipped file's float16 storage
+    served = tf.saved_model.load(path).signatures["predict_images"](images=tf.constant(fer_val.images))["probabilities"].numpy()
+    np.testing.assert_allclose(served, predict_scores(rounded, fer_val.images), atol=1e-5)
+    np.testing.assert_allclose(served, predict_scores(model, fer_val.images), atol=2e-2)  # and stays close to the original
+    with pytest.raises(ValueError, match="weights_dtype must be float32 or float16"):
+        export_model(model, str(tmp_path), "bad", weights_dtype="bfloat16")

@@ -203,7 +203,8 @@ def test_export_for_serving(shipped, tmp_path, fer_val_subset):
 
 
 # The SavedModels committed for `docker compose up` in serving/: served name -> shipped model.
-COMMITTED_SERVABLES = {"baseline": "baseline-fer2013", "mrcar": "mrcar-fer2013", "vgg4": "vgg4-fer2013", "vgg4_wide": "vgg4-wide-fer2013"}
+COMMITTED_SERVABLES = {"baseline": "baseline-fer2013", "mrcar": "mrcar-fer2013", "vgg4": "vgg4-fer2013", "vgg4_wide": "vgg4-wide-fer2013",
+                       "resface_ferplus": "resface-ferplus"}  # float16 variables: the shipped values exactly
 
 
 @pytest.mark.parametrize("served_name", sorted(COMMITTED_SERVABLES))

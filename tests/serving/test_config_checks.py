@@ -52,7 +52,8 @@ def _start(config_path, **kwargs):
 
 def test_shipped_configs_pass_the_tf_serving_checks():
     entries = serving_config.check_model_server_config_file(SERVING / "models.config")
-    assert {e.name: e.policy for e in entries} == {"baseline": ("latest", 1), "mrcar": ("latest", 1), "vgg4": ("latest", 1), "vgg4_wide": ("latest", 1)}
+    assert {e.name: e.policy for e in entries} == {"baseline": ("latest", 1), "mrcar": ("latest", 1), "vgg4": ("latest", 1), "vgg4_wide": ("latest", 1),
+                                                       "resface_ferplus": ("latest", 1)}
     assert serving_config.main(["--check", str(SERVING)]) == 0
     # exactly what CI runs (no TensorFlow import needed)
     run = subprocess.run([sys.executable, "-m", "serving.config", "--check", "serving/models.config"],

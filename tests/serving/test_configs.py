@@ -19,7 +19,7 @@ def test_models_config_parses_with_model_server_config_proto():
     config = text_format.Parse((SERVING / "models.config").read_text(), model_server_config_pb2.ModelServerConfig())
     models = {m.name: m for m in config.model_config_list.config}
     # only what serving/models ships (see the comment in models.config for adding an ensemble)
-    assert set(models) == {p.name for p in (SERVING / "models").iterdir() if p.is_dir()} == {"baseline", "mrcar", "vgg4", "vgg4_wide"}
+    assert set(models) == {p.name for p in (SERVING / "models").iterdir() if p.is_dir()} == {"baseline", "mrcar", "vgg4", "vgg4_wide", "resface_ferplus"}
     for name, model in models.items():
         assert model.base_path == f"/models/{name}"
         assert model.model_platform == "tensorflow"

@@ -238,7 +238,7 @@ def shipped_predict(shipped_server):
         yield prediction_service_pb2_grpc.PredictionServiceStub(channel)
 
 
-SHIPPED = ["baseline", "mrcar", "vgg4", "vgg4_wide"]
+SHIPPED = ["baseline", "mrcar", "vgg4", "vgg4_wide", "resface_ferplus"]
 
 
 def _grpc_predict(stub, model: str, images: list):

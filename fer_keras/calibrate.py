@@ -50,6 +50,9 @@ def main(argv):
 
     if bool(FLAGS.model_path) == bool(FLAGS.model):
         raise app.UsageError("Pass exactly one of --model_path (a .keras file) and --model (a shipped pretrained name).")
+    if FLAGS.model and FLAGS.output:
+        raise app.UsageError(f"--model={FLAGS.model} updates the shipped file and its card in place; --output is for --model_path "
+                             "(copy the .keras file and pass it as --model_path to calibrate a copy).")
     source = weights.weights_path(FLAGS.model, FLAGS.weights_dir) if FLAGS.model else FLAGS.model_path
     model = load_model(source)
     spec = model_spec(model)
@@ -93,6 +96,6 @@ if __name__ == "__main__":
     flags.DEFINE_string("split", None, "Split to fit and report on, one seeded half each (default: the data set's validation split).")
     flags.DEFINE_integer("limit", None, "Use at most this many images.")
     flags.DEFINE_integer("seed", 0, "Seed of the halving.")
-    flags.DEFINE_string("output", None, "Where to write the calibrated .keras (default: replace the input).")
+    flags.DEFINE_string("output", None, "--model_path only: where to write the calibrated .keras (default: replace the input).")
     flags.DEFINE_string("report_dir", None, "Where to write the JSON report and reliability PNG (default: beside --output).")
     cli.run(main)

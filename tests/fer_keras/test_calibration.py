@@ -82,3 +82,12 @@ def test_calibrate_cli_fits_on_one_half_and_reports_on_the_other(fer2013_dir, tm
     assert report["temperature"] < 1.0 and report["ece_after"] < report["ece_before"] and report["nll_after"] < report["nll_before"]
     assert model_spec(load_model(str(output))).temperature == pytest.approx(report["temperature"])
     assert (tmp_path / "mrcar-calibrated-reliability.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_calibrate_cli_refuses_output_for_a_shipped_model(fer2013_dir, tmp_path):
+    """--model updates the shipped file and its card together; writing elsewhere would leave the card describing another file."""
+    env = dict(os.environ, PYTHONPATH=str(ROOT), TF_CPP_MIN_LOG_LEVEL="2")
+    proc = subprocess.run([sys.executable, "-m", "fer_keras.calibrate", "--model=mrcar-fer2013", f"--data_dir={fer2013_dir}", f"--output={tmp_path / 'x.keras'}"],
+                          env=env, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 2 and "--output is for --model_path" in proc.stderr
+    assert not (tmp_path / "x.keras").exists()

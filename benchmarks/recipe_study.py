@@ -1,6 +1,7 @@
 """Recipe study with equal budgets (issue 10, item 1): MrCAR training settings, one change each.
 
     python benchmarks/recipe_study.py --data_dir=../shared/datasets/fer2013 [--runs_dir=../runs/recipe-study] [--only=paper,margin_0.2] [--table_only]
+    python benchmarks/recipe_study.py --data_dir=../shared/datasets/fer2013 --variant=full --only=margin_0.2,erasing,paper,scale_32
 
 Every setting trains the same cheap proxy with the same seed and budget: MrCAR's global-face
 branch (``variant=global_only``, Table 6's MrCAR-Mfe, ~1/3 of the full model's compute) on a
@@ -9,6 +10,10 @@ the whole FER2013 validation split (centre crop). The reference row (``paper``) 
 ``mrcar/fer2013`` preset as the paper gives it: SGD lr 0.01, momentum 0.9, batch 32, ArcFace
 s=16, m=0.5, no weight decay (the step decay starts at epoch 80, so the learning rate is
 constant within the budget); each other row changes one thing.
+
+``--variant=full`` trains the whole MrCAR (global face + three regions) on the same budget, to
+check that the proxy ranks settings as the full model does (the table and curves then go to
+``recipe-study-full``).
 
 Runs go through the training CLI, one run directory per setting under ``--runs_dir`` (keep
 it outside the repository); a finished setting (``report.json``) is skipped and an
@@ -55,8 +60,9 @@ def run_setting(name, args):
     command = [
         sys.executable, "-m", "fer_keras.train", "--model=mrcar", "--preset=fer2013", "--dataset=fer2013",
         f"--data_dir={args.data_dir}", f"--epochs={args.epochs}", f"--limit={args.limit}", f"--seed={args.seed}",
-        "--model_options=" + ",".join(["variant=global_only", *model_options]),
-        f"--output_dir={run_dir}", "--verbose=0", *flags, *(["--resume"] if resume else []),
+        *(["--model_options=" + ",".join([*(["variant=global_only"] if args.variant == "global_only" else []), *model_options])]
+          if args.variant == "global_only" or model_options else []),
+        f"--output_dir={run_dir}", "--verbose=0", *flags, *([f"--threads={args.threads}"] if args.threads else []), *(["--resume"] if resume else []),
     ]
     os.makedirs(args.runs_dir, exist_ok=True)
     print(f"[{name}] {'resuming' if resume else 'starting'}: {' '.join(command[1:])}", file=sys.stderr, flush=True)
@@ -104,14 +110,19 @@ def markdown_table(summaries):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data_dir", required=True, help="FER2013 folders (train/, val/).")
-    parser.add_argument("--runs_dir", default=os.path.join(REPO, "..", "runs", "recipe-study"), help="Run directories (outside the repository).")
-    parser.add_argument("--figures_dir", default=os.path.join(REPO, "benchmarks", "figures", "recipe-study"))
+    parser.add_argument("--variant", choices=["global_only", "full"], default="global_only", help="The proxy (MrCAR's global branch) or the full MrCAR.")
+    parser.add_argument("--runs_dir", default=None, help="Run directories, outside the repository (default ../runs/recipe-study[-full]).")
+    parser.add_argument("--figures_dir", default=None, help="Table and curves (default benchmarks/figures/recipe-study[-full]).")
+    parser.add_argument("--threads", type=int, default=None, help="Cores per run (fer_keras.train --threads).")
     parser.add_argument("--only", default="", help="Comma-separated settings (default: all, in table order).")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--limit", type=int, default=5000, help="Training images (seeded subset).")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--table_only", action="store_true", help="Write the table from finished runs; train nothing.")
     args = parser.parse_args(argv)
+    suffix = "" if args.variant == "global_only" else "-full"
+    args.runs_dir = args.runs_dir or os.path.join(REPO, "..", "runs", "recipe-study" + suffix)
+    args.figures_dir = args.figures_dir or os.path.join(REPO, "benchmarks", "figures", "recipe-study" + suffix)
     names = [n for n in args.only.split(",") if n] or list(SETTINGS)
     unknown = sorted(set(names) - set(SETTINGS))
     if unknown:
@@ -132,7 +143,7 @@ def main(argv=None):
         table = markdown_table(summaries)
         with open(os.path.join(args.figures_dir, "table.md"), "w") as stream:
             stream.write(table)
-        plot_runs(curves, os.path.join(args.figures_dir, "val_accuracy.png"), title=f"MrCAR global-only, {args.limit} FER2013 train images, {args.epochs} epochs, seed {args.seed} unless the setting says")
+        plot_runs(curves, os.path.join(args.figures_dir, "val_accuracy.png"), title=f"MrCAR {'global-only' if args.variant == 'global_only' else 'full'}, {args.limit} FER2013 train images, {args.epochs} epochs, seed {args.seed} unless the setting says")
     print(markdown_table(summaries) if summaries else "no finished settings")
 
 

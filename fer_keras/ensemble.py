@@ -102,7 +102,7 @@ def main(argv):
         raise app.UsageError("--output_dir is needed with --members (the report goes there).")
     run_flags.check_data_flags()
 
-    run_flags.configure_runtime(FLAGS.model)
+    run_flags.configure_runtime(member_flags.members_model())
     if FLAGS.members:
         members = [(_member_name(p), p, {}) for p in FLAGS.members]
     else:

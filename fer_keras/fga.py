@@ -145,7 +145,7 @@ def main(argv):
         raise app.UsageError(f"--parents={FLAGS.parents} is more than the {len(FLAGS.members)} networks of a generation.")
     run_flags.check_data_flags()
 
-    run_flags.configure_runtime(FLAGS.model)
+    run_flags.configure_runtime(member_flags.members_model())
     first = load_model(FLAGS.members[0])
     spec = model_spec(first)
     recipe = member_flags.recipe_from_flags(FLAGS.model or spec.architecture, spec.options)

@@ -6,6 +6,8 @@ members to load, the model to train them as, and the output folder.
 
 from __future__ import annotations
 
+import zipfile
+
 from absl import flags
 
 from fer_keras.members import MemberRecipe, flag_overrides
@@ -20,6 +22,21 @@ flags.adopt_module_key_flags(run_flags)
 flags.DEFINE_list("members", [], "Trained networks to load (.keras files).")
 flags.DEFINE_string("output_dir", None, "Where the results go.")
 flags.DEFINE_string("model", None, "Registered model name of the members to train.")
+
+
+def members_model() -> str | None:
+    """The registered model of the members: ``--model``, else the one the first ``--members``
+    file records (read from the ``.keras`` archive without TensorFlow, so the thread plan can
+    still be set); None when neither says (a missing file fails later with its own error)."""
+    from fer_keras.saving import read_spec
+
+    if FLAGS.model or not FLAGS.members:
+        return FLAGS.model
+    try:
+        spec = read_spec(FLAGS.members[0])
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return spec.architecture if spec else None
 
 
 def recipe_from_flags(model: str, model_options: dict | None = None) -> MemberRecipe:

@@ -45,6 +45,9 @@ Choices where the paper is silent or inconsistent (each is a constructor argumen
   face branch only; the builder ignores region inputs, so every variant uses the same
   input spec and the same crops of the face), ``"no_attention"`` (-CA), ``"softmax"``
   (-ALoss: a Dense softmax classifier instead of ArcFace).
+- Training threads: the three branches are independent chains of small convolutions, so the
+  registry entry declares ``parallel_branches=True`` and the training CLIs run ops side by
+  side with one thread each (``fer_keras.runtime``: 327 vs 238 images/s on 2 cores, bf16).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 TensorFlow runs a step's ops on ``inter_op`` threads at once and splits each op over
 ``intra_op`` threads. Which is faster depends on the graph (``benchmarks/RESULTS.md``,
 "Threads"): on this project's 2-core CPU, a chain of convolutions (VGG, ResNet, LBAN)
-trains fastest with each op split over both cores, while MrCAR, whose global face and three
+trains fastest with each op split over both cores, while MrCAR, whose face, eye and mouth
 regions are independent branches of small convolutions, trains 1.37x faster with one thread
 per op and the branches side by side (327 vs 238 images/s, batch 32, bf16). A model declares
 which it is (``ModelEntry.parallel_branches``); ``--threads`` says how many cores to use.

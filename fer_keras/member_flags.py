@@ -6,8 +6,6 @@ members to load, the model to train them as, and the output folder.
 
 from __future__ import annotations
 
-import zipfile
-
 from absl import flags
 
 from fer_keras.members import MemberRecipe, flag_overrides
@@ -26,17 +24,12 @@ flags.DEFINE_string("model", None, "Registered model name of the members to trai
 
 def members_model() -> str | None:
     """The registered model of the members: ``--model``, else the one the first ``--members``
-    file records (read from the ``.keras`` archive without TensorFlow, so the thread plan can
-    still be set); None when neither says (a missing file fails later with its own error)."""
-    from fer_keras.saving import read_spec
+    file records (``fer_keras.saving.recorded_architecture``), else None."""
+    from fer_keras.saving import recorded_architecture
 
     if FLAGS.model or not FLAGS.members:
         return FLAGS.model
-    try:
-        spec = read_spec(FLAGS.members[0])
-    except (OSError, ValueError, zipfile.BadZipFile):
-        return None
-    return spec.architecture if spec else None
+    return recorded_architecture(FLAGS.members[0])
 
 
 def recipe_from_flags(model: str, model_options: dict | None = None) -> MemberRecipe:

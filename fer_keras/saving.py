@@ -120,6 +120,17 @@ def read_spec(path: str) -> ModelSpec | None:
         return ModelSpec.from_json(archive.read(SPEC_ENTRY).decode())
 
 
+def recorded_architecture(path: str) -> str | None:
+    """The registered model name a ``.keras`` file records, read without TensorFlow (so a CLI
+    can choose its thread plan before TensorFlow starts); None for a missing or unreadable
+    file or one without a spec (loading it fails later with its own error)."""
+    try:
+        spec = read_spec(path)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return None
+    return spec.architecture if spec else None
+
+
 def load_model(path: str, require_spec: bool = True) -> keras.Model:
     """Load a ``.keras`` model written by fer_keras, offline, ``safe_mode=True``, spec attached.
 

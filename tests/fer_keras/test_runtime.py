@@ -38,20 +38,13 @@ def test_configure_sets_tensorflow_thread_pools():
     assert out.stdout.split()[-3:] == ["1", "2", "mixed_bfloat16"]
 
 
-def test_member_clis_take_the_thread_plan_from_the_first_member_file(tmp_path):
-    """fga / ensemble --members: the model is read from the .keras archive before TensorFlow starts."""
-    from absl import flags
-    from absl.testing import flagsaver
+def test_the_architecture_is_read_from_a_keras_file_without_tensorflow(tmp_path):
+    """fga / ensemble --members choose the thread plan from the first member file, before TensorFlow starts."""
+    from fer_keras import weights
+    from fer_keras.saving import recorded_architecture
 
-    from fer_keras import member_flags, weights
-
-    if not flags.FLAGS.is_parsed():
-        flags.FLAGS(["test"])
-    with flagsaver.flagsaver(model=None, members=[weights.weights_path("mrcar-fer2013")]):
-        assert member_flags.members_model() == "mrcar"
-    with flagsaver.flagsaver(model="r18fa", members=[weights.weights_path("mrcar-fer2013")]):
-        assert member_flags.members_model() == "r18fa"  # --model wins
+    assert recorded_architecture(weights.weights_path("mrcar-fer2013")) == "mrcar"
+    assert recorded_architecture(weights.weights_path("vgg4-fer2013")) == "baseline"
     (tmp_path / "broken.keras").write_bytes(b"not a zip")
-    for missing in (str(tmp_path / "broken.keras"), str(tmp_path / "absent.keras")):
-        with flagsaver.flagsaver(model=None, members=[missing]):
-            assert member_flags.members_model() is None  # the load fails later with its own error
+    assert recorded_architecture(str(tmp_path / "broken.keras")) is None  # the load fails later with its own error
+    assert recorded_architecture(str(tmp_path / "absent.keras")) is None

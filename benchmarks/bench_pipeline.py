@@ -12,6 +12,7 @@ step fed by the pipeline (what training really does). Warm-up first, then the me
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -67,7 +68,7 @@ def main(argv):
                     pass
                 return steps * batch_size / (time.perf_counter() - start)
 
-            trainer = Trainer(lambda: build_model(FLAGS.model, arrays.class_names, spec), lambda model: entry.objective(model, "labels"), LoopConfig(batch_size=batch_size, jit_compile=jit, verbose=0), "/tmp/fer_keras_bench", tf.distribute.get_strategy())
+            trainer = Trainer(lambda: build_model(FLAGS.model, arrays.class_names, spec), lambda model: entry.objective(model, "labels"), LoopConfig(batch_size=batch_size, jit_compile=jit, verbose=0), tempfile.mkdtemp(prefix="fer_keras_bench-"), tf.distribute.get_strategy())
             step = trainer.make_train_step(batch_size)
             batch = next(iter(fresh_dataset()))
 

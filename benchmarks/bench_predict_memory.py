@@ -1,7 +1,7 @@
 """Peak memory of ``python -m fer_keras.predict`` on large photos: this tree against a reference.
 
-    git worktree add /tmp/ref_cli <commit>        # the tree to compare with (e.g. before a change)
-    python benchmarks/bench_predict_memory.py [--reference=/tmp/ref_cli] [--side=6000] [--cases=small,1,2] [--repeats=1]
+    git worktree add ../ref_cli <commit>        # the tree to compare with (e.g. before a change)
+    python benchmarks/bench_predict_memory.py [--reference=../ref_cli] [--side=6000] [--cases=small,1,2] [--repeats=1]
 
 Makes large JPEGs in a temporary folder (deleted at the end, never committed): real photos
 of ``../shared/faces`` upscaled to fill a ``side`` x ``side`` frame (one face of about half

@@ -37,8 +37,10 @@ files. The model is always called with ``training=False``: no dropout, no augmen
 
 Weights are stored as float32, or as float16 (``weights_dtype="float16"``: half the bytes, e.g.
 a ResNet-18 servable 22.7 MB instead of 45.1 MB) and cast to float32 in the graph at each call
-(``Float16Weights``); the computation stays float32. A model shipped with float16 weights
-(``fer_keras.weights``) is exported exactly: its values are already float16.
+(``Float16Weights``); the computation stays float32. The cast runs on every request (~3 ms
+for ResNet-18's 11 M weights at batch 1, 14.1 vs 11.1 ms), so float16 is for servables that
+must be small. A model shipped with float16 weights (``fer_keras.weights``) is exported
+exactly either way: its values are already float16.
 """
 
 from __future__ import annotations

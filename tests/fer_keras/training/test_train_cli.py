@@ -61,13 +61,21 @@ def test_real_fer2013_subset_loss_falls_and_accuracy_beats_chance(fer2013_dir, t
     assert report["mean_class_accuracy"] > 0.18, report["mean_class_accuracy"]
 
 
+def _latest_checkpoint_number(directory):
+    """Number N of the checkpoint ``ckpt-N`` the manager's state file names (0 if none yet)."""
+    state = directory / "checkpoint"
+    match = re.search(r'^model_checkpoint_path: "ckpt-(\d+)"', state.read_text() if state.is_file() else "", re.M)
+    return int(match.group(1)) if match else 0
+
+
 def test_sigkill_then_resume_continues_from_the_checkpoint(fer2013_dir, tmp_path):
     run = tmp_path / "resume"
     args = ["--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=1280", "--epochs=3", "--batch_size=32", "--checkpoint_every=8", f"--output_dir={run}"]
     proc = subprocess.Popen([sys.executable, "-m", "fer_keras.train", "--verbose=0", *args], cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 600
-    # Kill once at least two checkpoints exist (mid-run: 40 steps per epoch, one every 8).
-    while time.time() < deadline and len(list((run / "checkpoints").glob("ckpt-*.index"))) < 2:
+    # Kill once the second checkpoint is committed (mid-run: 40 steps per epoch, one every 8).
+    # Its files appear before the manager's state file names it, so poll the state file.
+    while time.time() < deadline and _latest_checkpoint_number(run / "checkpoints") < 2:
         assert proc.poll() is None, "training ended before it could be killed"
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)

@@ -7,6 +7,13 @@ member is loaded and not retrained)::
     python -m fer_keras.ensemble --model=baseline --num_members=3 --runs_dir=runs/ens \\
         --dataset=fer2013 --data_dir=../shared/datasets/fer2013
 
+On two or more cores, members can train side by side: ``--member=K`` trains (or resumes)
+member K alone in its own process and stops; the command without ``--member`` then loads
+the finished members and reports::
+
+    python -m fer_keras.ensemble --model=baseline --num_members=2 --runs_dir=runs/ens --member=0 ... &
+    python -m fer_keras.ensemble --model=baseline --num_members=2 --runs_dir=runs/ens --member=1 ... &
+
 or load trained members (any architectures, the same classes)::
 
     python -m fer_keras.ensemble --members=a.keras,b.keras,c.keras --dataset=fer2013 --data_dir=...
@@ -37,6 +44,8 @@ FLAGS = flags.FLAGS
 flags.adopt_module_key_flags(member_flags)  # --help lists the shared flags too
 flags.DEFINE_integer("num_members", 3, "Members to train (or load when finished) with --model.")
 flags.DEFINE_string("runs_dir", None, "Folder of the members' run folders member_0, member_1, ... (with --model).")
+flags.DEFINE_integer("member", None, "Train (or resume) only member K of the --num_members (seed --seed + K) and stop, "
+                     "reporting nothing: run one process per member; the command without --member reports.", lower_bound=0)
 flags.DEFINE_float("alpha", 1.9, "T2V weight of a member's first choice (paper: 1.9).")
 flags.DEFINE_float("beta", 1.0, "T2V weight of a member's second choice (paper: 1.0).")
 
@@ -49,7 +58,7 @@ def _train_members() -> list[tuple[str, str, dict]]:
     val = member_flags.load_data_split("val", spec)
     print(f"Members: {FLAGS.num_members} x {recipe.model}, preset {recipe.preset!r}, settings " + ", ".join(f"{k}={v}" for k, v in sorted(recipe.settings.items())))
     members = []
-    for k in range(FLAGS.num_members):
+    for k in range(FLAGS.num_members) if FLAGS.member is None else [FLAGS.member]:
         run_dir = os.path.join(FLAGS.runs_dir, f"member_{k}")
         record = train_member(recipe, run_dir, FLAGS.seed + k, train, val, verbose=FLAGS.verbose)
         state = "trained" + (" (resumed)" if record["resumed"] else "") if record["trained"] else "finished earlier: loaded, not retrained"
@@ -97,6 +106,8 @@ def main(argv):
         raise app.UsageError("--model needs --runs_dir (the members' run folders go there).")
     if FLAGS.model and FLAGS.num_members < 1:
         raise app.UsageError(f"--num_members must be at least 1. Received: {FLAGS.num_members}")
+    if FLAGS.member is not None and not (FLAGS.model and FLAGS.member < FLAGS.num_members):
+        raise app.UsageError(f"--member=K trains member K of --model's --num_members={FLAGS.num_members}: K from 0 to {FLAGS.num_members - 1}. Received: {FLAGS.member}")
     output_dir = FLAGS.output_dir or FLAGS.runs_dir
     if not output_dir:
         raise app.UsageError("--output_dir is needed with --members (the report goes there).")
@@ -107,6 +118,9 @@ def main(argv):
         members = [(_member_name(p), p, {}) for p in FLAGS.members]
     else:
         members = _train_members()
+        if FLAGS.member is not None:
+            print(f"member_{FLAGS.member} finished; without --member the command loads every member and reports.")
+            return 0
     names = [name for name, _, _ in members]
     scores, labels, class_names = _score([path for _, path, _ in members])
     report = ensemble_report(scores, labels, class_names, names, FLAGS.alpha, FLAGS.beta)

@@ -143,8 +143,10 @@ def is_finished(run_dir: str) -> bool:
 
 
 def read_record(run_dir: str) -> dict:
+    """The finished member's record, with ``path`` = ``<run_dir>/best.keras``: derived from
+    where the folder is now, so a run folder can be moved (a stored path is ignored)."""
     with open(os.path.join(run_dir, RECORD_FILE)) as f:
-        return json.load(f)
+        return dict(json.load(f), path=os.path.join(run_dir, MODEL_FILE))
 
 
 def _check_recipe(run_dir: str, recipe: MemberRecipe, seed: int, initial_model: str | None) -> None:
@@ -176,7 +178,7 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
         verbose: int. 0 silent, 1 progress bar.
 
     Returns:
-        The member's record (``member.json``): ``path`` of its best model, ``val_accuracy``,
+        The member's record (``member.json``, see ``read_record``): ``path`` of its best model, ``val_accuracy``,
         ``epochs``, ``images_per_sec`` (median over epochs after the first), ``seed``,
         ``resumed``, ``trained`` (False when it was already finished).
     """
@@ -202,7 +204,6 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
     save_model(trainer.model, os.path.join(run_dir, "final.keras"))
     steady = [row["images_per_sec"] for row in history[1:]] or [row["images_per_sec"] for row in history]
     record = {
-        "path": os.path.join(run_dir, MODEL_FILE),
         "seed": seed,
         "initial_model": initial_model,
         "epochs": len(history),
@@ -212,4 +213,4 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
         "recipe": recipe.to_dict(),
     }
     write_json(os.path.join(run_dir, RECORD_FILE), record)
-    return dict(record, trained=True)
+    return dict(read_record(run_dir), trained=True)

@@ -100,9 +100,16 @@ def test_cli_trains_reports_and_resumes_on_real_fer2013(fer2013_dir, tmp_path):
     runs = tmp_path / "ens"
     data = ["--dataset=fer2013", f"--data_dir={fer2013_dir}"]
     train = ["--model=baseline", "--num_members=2", f"--runs_dir={runs}", "--limit=512", "--epochs=1", "--batch_size=64", *data]
+    # --member=1 trains member 1 alone (as a parallel process would) and reports nothing ...
+    alone = _ensemble(*train, "--member=1")
+    assert alone.returncode == 0, alone.stderr[-4000:]
+    assert "member_1 (seed 1): trained;" in alone.stdout and "member_0" not in alone.stdout
+    assert (runs / "member_1" / "member.json").is_file() and not (runs / "member_0").exists() and not (runs / "ensemble.json").exists()
+    # ... and the command without it trains member 0, loads member 1, and reports.
     first = _ensemble(*train)
     assert first.returncode == 0, first.stderr[-4000:]
-    assert first.stdout.count(": trained;") == 2
+    assert "member_0 (seed 0): trained;" in first.stdout
+    assert "member_1 (seed 1): finished earlier: loaded, not retrained" in first.stdout
     report = json.loads((runs / "ensemble.json").read_text())
     assert report["num_members"] == 2 and report["num_images"] == 3589 and report["split"] == "val"
     assert [m["seed"] for m in report["members"]] == [0, 1]
@@ -134,6 +141,15 @@ def test_cli_trains_reports_and_resumes_on_real_fer2013(fer2013_dir, tmp_path):
     changed = _ensemble(*[a if a != "--epochs=1" else "--epochs=2" for a in train])
     assert changed.returncode == 2 and "trained with another recipe" in changed.stderr
 
+    # A moved runs folder still loads: a member's model path follows its folder.
+    moved = tmp_path / "moved"
+    runs.rename(moved)
+    relocated = _ensemble(*[a if a != f"--runs_dir={runs}" else f"--runs_dir={moved}" for a in train])
+    assert relocated.returncode == 0, relocated.stderr[-4000:]
+    assert relocated.stdout.count("finished earlier: loaded, not retrained") == 2
+    assert json.loads((moved / "ensemble.json").read_text())["rules"] == report["rules"]
+    runs = moved
+
     # Loading trained members instead gives the same report.
     paths = ",".join(str(runs / f"member_{k}" / "best.keras") for k in range(2))
     loaded = _ensemble(f"--members={paths}", f"--output_dir={tmp_path / 'loaded'}", *data)
@@ -145,5 +161,9 @@ def test_cli_trains_reports_and_resumes_on_real_fer2013(fer2013_dir, tmp_path):
 def test_cli_errors_are_one_line():
     both = _ensemble("--members=a.keras", "--model=baseline", "--runs_dir=x")
     assert both.returncode == 2 and both.stderr.strip().splitlines()[-1].startswith("error: Pass either --members")
+    out_of_range = _ensemble("--model=baseline", "--num_members=2", "--runs_dir=x", "--member=2")
+    assert out_of_range.returncode == 2 and "K from 0 to 1. Received: 2" in out_of_range.stderr
+    with_loaded = _ensemble("--members=a.keras", "--output_dir=x", "--member=0")
+    assert with_loaded.returncode == 2 and "--member=K trains member K of --model's" in with_loaded.stderr
     missing = _ensemble("--members=/nonexistent/a.keras", "--output_dir=/tmp/x")
     assert missing.returncode == 2 and "No model file at /nonexistent/a.keras" in missing.stderr

@@ -22,7 +22,7 @@ import numpy as np
 from fer_keras import cv_report
 from fer_keras.inference import predict_scores
 from fer_keras.members import MemberRecipe, train_member, write_json
-from fer_keras.saving import load_model, model_spec
+from fer_keras.saving import load_model
 from pipelines.datasets import LoadedArrays
 from pipelines.datasets.folds import assign_folds, class_ids, round_split, take
 
@@ -119,17 +119,3 @@ def cross_validate(recipe: MemberRecipe, data: LoadedArrays, k: int, runs: int, 
     stats = cv_report.cv_statistics(labels, predicted, data.class_names)
     stats["run_numbers"] = complete
     return {"statistics": stats, "rounds": counts}
-
-
-def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> None:
-    """The starting model must have the data's classes and the recipe's input (see module docstring)."""
-    spec = model_spec(load_model(path))
-    if spec.architecture != recipe.model:
-        raise ValueError(f"init_weights {path} is a {spec.architecture}; --model is {recipe.model}. Cross-validate the same architecture.")
-    if tuple(spec.class_names) != tuple(data.class_names):
-        raise ValueError(f"init_weights {path} predicts {list(spec.class_names)}; the data has {list(data.class_names)}. "
-                         "Start from a model trained on the same classes.")
-    wanted = recipe.input_spec()
-    if (tuple(spec.input_spec.source_size), spec.input_spec.channels) != (tuple(wanted.source_size), wanted.channels):
-        raise ValueError(f"init_weights {path} reads {spec.input_spec.source_size} x {spec.input_spec.channels} channels; "
-                         f"preset {recipe.preset!r} of {recipe.model} reads {wanted.source_size} x {wanted.channels}.")

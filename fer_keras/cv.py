@@ -46,8 +46,8 @@ import numpy as np
 from absl import app, flags, logging
 
 from fer_keras import cv_report, member_flags, run_flags
-from fer_keras.cross_validation import check_init_weights, check_manifest, cross_validate, data_fingerprint
-from fer_keras.members import MemberRecipe, write_json
+from fer_keras.cross_validation import check_manifest, cross_validate, data_fingerprint
+from fer_keras.members import MemberRecipe, check_init_weights, write_json
 from pipelines import cli
 from pipelines.datasets import LoadedArrays
 from pipelines.datasets.folds import class_balanced_indices, class_ids, take
@@ -58,7 +58,6 @@ flags.DEFINE_integer("folds", 10, "Number of folds k (>= 3): k-2 train, 1 valida
 flags.DEFINE_integer("runs", 10, "Repetitions of the k rounds, each with its own fold assignment.")
 flags.DEFINE_string("group_by", None, "Meta key of the subject id (e.g. subject for CK+ / JAFFE): subject-independent folds.")
 flags.DEFINE_integer("limit_per_class", None, "Cross-validate a seeded class-balanced subset: this many images per class.")
-flags.DEFINE_string("init_weights", None, "A trained .keras model every round starts from (same classes and input).")
 
 
 def _load_data(recipe: MemberRecipe) -> LoadedArrays:

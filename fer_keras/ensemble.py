@@ -18,6 +18,12 @@ or load trained members (any architectures, the same classes)::
 
     python -m fer_keras.ensemble --members=a.keras,b.keras,c.keras --dataset=fer2013 --data_dir=...
 
+``--init_weights=parent.keras`` starts every member from one trained network of ``--model``:
+the paper's members share structure and pre-trained weights and differ by randomness (Sec.
+3.3: loss choice, FC initialisation, flipping). Their channels stay aligned, which FGA's
+kernel averaging needs (``fer_keras.genetic_fusion``). Here the members share the parent's
+classifier too; the seed changes data order, augmentation and FAML's per-batch loss choice.
+
 Each member's ``best.keras`` scores the validation split; the report (``fer_keras.ensemble_report``)
 holds each member's accuracy, the T2V / NOI / bagging votes' (Table 6) and by number of
 members (Table 4), and the rank distribution of the true label (Table 1). Written into
@@ -36,7 +42,7 @@ from absl import app, flags, logging
 from fer_keras import member_flags, run_flags
 from fer_keras.ensemble_report import ensemble_report, markdown_tables, plot_rank_distribution
 from fer_keras.inference import predict_scores
-from fer_keras.members import train_member, write_json
+from fer_keras.members import check_init_weights, train_member, write_json
 from fer_keras.saving import load_model, model_spec
 from pipelines import cli
 
@@ -56,11 +62,14 @@ def _train_members() -> list[tuple[str, str, dict]]:
     spec = recipe.input_spec()
     train = member_flags.load_data_split("train", spec, FLAGS.limit)
     val = member_flags.load_data_split("val", spec)
-    print(f"Members: {FLAGS.num_members} x {recipe.model}, preset {recipe.preset!r}, settings " + ", ".join(f"{k}={v}" for k, v in sorted(recipe.settings.items())))
+    if FLAGS.init_weights:
+        check_init_weights(FLAGS.init_weights, recipe, train)
+    start = f", each fine-tuned from {FLAGS.init_weights}" if FLAGS.init_weights else ""
+    print(f"Members: {FLAGS.num_members} x {recipe.model}{start}, preset {recipe.preset!r}, settings " + ", ".join(f"{k}={v}" for k, v in sorted(recipe.settings.items())))
     members = []
     for k in range(FLAGS.num_members) if FLAGS.member is None else [FLAGS.member]:
         run_dir = os.path.join(FLAGS.runs_dir, f"member_{k}")
-        record = train_member(recipe, run_dir, FLAGS.seed + k, train, val, verbose=FLAGS.verbose)
+        record = train_member(recipe, run_dir, FLAGS.seed + k, train, val, initial_model=FLAGS.init_weights, verbose=FLAGS.verbose)
         state = "trained" + (" (resumed)" if record["resumed"] else "") if record["trained"] else "finished earlier: loaded, not retrained"
         print(f"member_{k} (seed {record['seed']}): {state}; best val accuracy {record['val_accuracy']:.4f}, {record['images_per_sec']:.0f} training images/s")
         members.append((f"member_{k}", record["path"], record))
@@ -106,6 +115,8 @@ def main(argv):
         raise app.UsageError("--model needs --runs_dir (the members' run folders go there).")
     if FLAGS.model and FLAGS.num_members < 1:
         raise app.UsageError(f"--num_members must be at least 1. Received: {FLAGS.num_members}")
+    if FLAGS.init_weights and not FLAGS.model:
+        raise app.UsageError("--init_weights starts members to train (--model=NAME); --members are already trained.")
     if FLAGS.member is not None and not (FLAGS.model and FLAGS.member < FLAGS.num_members):
         raise app.UsageError(f"--member=K trains member K of --model's --num_members={FLAGS.num_members}: K from 0 to {FLAGS.num_members - 1}. Received: {FLAGS.member}")
     output_dir = FLAGS.output_dir or FLAGS.runs_dir

@@ -23,7 +23,7 @@ import numpy as np
 
 from fer_keras.objective import call_factory
 from fer_keras.registry import build_model, get_model_entry
-from fer_keras.saving import load_model, save_model
+from fer_keras.saving import load_model, model_spec, save_model
 from fer_keras.training.loop import LoopConfig, Trainer
 from fer_keras.training.strategy import make_strategy
 from fer_spec import InputSpec
@@ -214,3 +214,19 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
     }
     write_json(os.path.join(run_dir, RECORD_FILE), record)
     return dict(read_record(run_dir), trained=True)
+
+
+def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> None:
+    """A model members start from (``--init_weights`` of ``fer_keras.cv`` and ``fer_keras.ensemble``)
+    must be the recipe's architecture, predict the data's classes and read the recipe's input;
+    otherwise a ``ValueError`` saying which."""
+    spec = model_spec(load_model(path))
+    if spec.architecture != recipe.model:
+        raise ValueError(f"init_weights {path} is a {spec.architecture}; --model is {recipe.model}. Start from the same architecture.")
+    if tuple(spec.class_names) != tuple(data.class_names):
+        raise ValueError(f"init_weights {path} predicts {list(spec.class_names)}; the data has {list(data.class_names)}. "
+                         "Start from a model trained on the same classes.")
+    wanted = recipe.input_spec()
+    if (tuple(spec.input_spec.source_size), spec.input_spec.channels) != (tuple(wanted.source_size), wanted.channels):
+        raise ValueError(f"init_weights {path} reads {spec.input_spec.source_size} x {spec.input_spec.channels} channels; "
+                         f"preset {recipe.preset!r} of {recipe.model} reads {wanted.source_size} x {wanted.channels}.")

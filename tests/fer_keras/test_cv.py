@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from fer_keras import cross_validation as cv, cv_report
-from fer_keras.members import MemberRecipe
+from fer_keras.members import MemberRecipe, check_init_weights
 from fer_keras.registry import build_model
 from fer_keras.saving import save_model
 from pipelines.datasets.folds import assign_folds, class_balanced_indices, take
@@ -158,4 +158,4 @@ def test_init_weights_start_every_round_and_need_the_same_classes(fer_train_subs
     other = str(tmp_path / "three.keras")
     save_model(build_model("baseline", ("a", "b", "c"), recipe.input_spec(), widths=(4, 8, 8)), other)
     with pytest.raises(ValueError, match="the data has"):
-        cv.check_init_weights(other, recipe, data)
+        check_init_weights(other, recipe, data)

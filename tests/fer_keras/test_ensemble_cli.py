@@ -21,6 +21,7 @@ from fer_keras.ensemble_report import (
     rank_distribution,
     true_label_ranks,
 )
+from fer_keras.saving import load_model
 from tests.paper_tables import FAML_TABLE_3
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -157,6 +158,19 @@ def test_cli_trains_reports_and_resumes_on_real_fer2013(fer2013_dir, tmp_path):
     again = json.loads((tmp_path / "loaded" / "ensemble.json").read_text())
     assert again["rules"] == report["rules"] and [m["name"] for m in again["members"]] == ["member_0/best", "member_1/best"]
 
+    # --init_weights: members start from one parent (at learning rate 0 its kernels survive training).
+    parent = runs / "member_0" / "best.keras"
+    children = tmp_path / "children"
+    tuned = _ensemble("--model=baseline", "--num_members=1", f"--runs_dir={children}", "--limit=128", "--epochs=1", "--batch_size=64",
+                      "--learning_rate=0", f"--init_weights={parent}", *data)
+    assert tuned.returncode == 0, tuned.stderr[-4000:]
+    assert f"each fine-tuned from {parent}" in tuned.stdout
+    assert json.loads((children / "member_0" / "recipe.json").read_text())["initial_model"] == str(parent)
+    kernels = [[w for w in load_model(str(p)).weights if w.path.endswith("kernel")] for p in (parent, children / "member_0" / "best.keras")]
+    assert len(kernels[0]) >= 3
+    for a, b in zip(*kernels):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
 
 def test_cli_errors_are_one_line():
     both = _ensemble("--members=a.keras", "--model=baseline", "--runs_dir=x")
@@ -165,5 +179,7 @@ def test_cli_errors_are_one_line():
     assert out_of_range.returncode == 2 and "K from 0 to 1. Received: 2" in out_of_range.stderr
     with_loaded = _ensemble("--members=a.keras", "--output_dir=x", "--member=0")
     assert with_loaded.returncode == 2 and "--member=K trains member K of --model's" in with_loaded.stderr
+    parent_of_trained = _ensemble("--members=a.keras", "--output_dir=x", "--init_weights=p.keras")
+    assert parent_of_trained.returncode == 2 and "--init_weights starts members to train" in parent_of_trained.stderr
     missing = _ensemble("--members=/nonexistent/a.keras", "--output_dir=/tmp/x")
     assert missing.returncode == 2 and "No model file at /nonexistent/a.keras" in missing.stderr

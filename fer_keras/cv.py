@@ -91,7 +91,7 @@ def main(argv):
     sizes = np.bincount(class_ids(data.targets), minlength=len(data.class_names))
     print(f"Cross-validating {recipe.model} (preset {recipe.preset!r}) on {len(data.paths)} images of {FLAGS.dataset}/{run_flags.split_name('train')} "
           f"({', '.join(f'{n} {c}' for n, c in zip(data.class_names, sizes) if c)}): {FLAGS.folds} folds x {FLAGS.runs} runs")
-    ten_crop = FLAGS.ten_crop or recipe.ten_crop
+    ten_crop = run_flags.use_ten_crop(recipe.ten_crop)
     manifest = {"model": recipe.model, "recipe": recipe.to_dict(), "folds": FLAGS.folds, "runs": FLAGS.runs, "seed": FLAGS.seed,
                 "group_by": FLAGS.group_by, "dataset": FLAGS.dataset, "split": run_flags.split_name("train"),
                 "limit": FLAGS.limit, "limit_per_class": FLAGS.limit_per_class, "num_images": len(data.paths),

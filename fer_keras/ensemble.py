@@ -24,7 +24,8 @@ the paper's members share structure and pre-trained weights and differ by random
 kernel averaging needs (``fer_keras.genetic_fusion``). Here the members share the parent's
 classifier too; the seed changes data order, augmentation and FAML's per-batch loss choice.
 
-Each member's ``best.keras`` scores the validation split; the report (``fer_keras.ensemble_report``)
+Each member's ``best.keras`` scores the validation split (ten-crop where its spec says so;
+``--ten_crop`` / ``--noten_crop`` for every member); the report (``fer_keras.ensemble_report``)
 holds each member's accuracy, the T2V / NOI / bagging votes' (Table 6) and by number of
 members (Table 4), and the rank distribution of the true label (Table 1). Written into
 ``--output_dir`` (default: ``--runs_dir``): ``ensemble.json``, ``ensemble.md``,
@@ -82,10 +83,12 @@ def _member_name(path: str) -> str:
     return f"{os.path.basename(os.path.dirname(os.path.abspath(path)))}/{stem}" if stem in ("best", "final") else stem
 
 
-def _score(paths: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
-    """Validation scores ``[M, N, C]`` of the members, the labels ``[N]`` and the class names.
-    The split is loaded once per distinct (source size, channels) of the members' inputs."""
-    loaded, scores, labels, class_names = {}, [], None, None
+def _score(paths: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], list[bool]]:
+    """Validation scores ``[M, N, C]`` of the members, the labels ``[N]``, the class names and
+    whether each member was scored ten-crop (``--ten_crop`` / ``--noten_crop``, else as its
+    spec says: LBAN's and MrCAR's papers test ten-crop). The split is loaded once per distinct (source size,
+    channels) of the members' inputs."""
+    loaded, scores, labels, class_names, crops = {}, [], None, None, []
     for path in paths:
         model = load_model(path)
         spec = model_spec(model)
@@ -102,8 +105,9 @@ def _score(paths: list[str]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
         if labels is not None and not np.array_equal(targets, labels):
             raise ValueError("The members' inputs load different validation images.")
         labels = targets
-        scores.append(predict_scores(model, val.images, use_ten_crop=FLAGS.ten_crop))
-    return np.stack(scores), labels, class_names
+        crops.append(run_flags.use_ten_crop(spec.ten_crop))
+        scores.append(predict_scores(model, val.images, use_ten_crop=crops[-1]))
+    return np.stack(scores), labels, class_names, crops
 
 
 def main(argv):
@@ -133,11 +137,11 @@ def main(argv):
             print(f"member_{FLAGS.member} finished; without --member the command loads every member and reports.")
             return 0
     names = [name for name, _, _ in members]
-    scores, labels, class_names = _score([path for _, path, _ in members])
+    scores, labels, class_names, crops = _score([path for _, path, _ in members])
     report = ensemble_report(scores, labels, class_names, names, FLAGS.alpha, FLAGS.beta)
-    for member, (_, path, record) in zip(report["members"], members):
-        member.update(path=path, **{k: record[k] for k in ("seed", "epochs", "images_per_sec", "val_accuracy") if k in record})
-    report.update(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, split=run_flags.split_name("val"), ten_crop=FLAGS.ten_crop,
+    for member, (_, path, record), ten_crop in zip(report["members"], members, crops):
+        member.update(path=path, ten_crop=ten_crop, **{k: record[k] for k in ("seed", "epochs", "images_per_sec", "val_accuracy") if k in record})
+    report.update(dataset=FLAGS.dataset, data_dir=FLAGS.data_dir, split=run_flags.split_name("val"),
                   command=" ".join(["python -m fer_keras.ensemble"] + sys.argv[1:]))
     os.makedirs(output_dir, exist_ok=True)
     write_json(os.path.join(output_dir, "ensemble.json"), report)

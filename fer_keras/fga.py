@@ -90,7 +90,7 @@ def _fuse(fused_dir: str, paths: list[str], models, chosen: list[int], fittest: 
     reestimate_batch_norm(fused, images)
     os.makedirs(fused_dir, exist_ok=True)
     save_model(fused, os.path.join(fused_dir, "fused.keras"))
-    scores = evaluate_arrays(fused, val.images, val.targets, use_ten_crop=FLAGS.ten_crop)
+    scores = evaluate_arrays(fused, val.images, val.targets, use_ten_crop=run_flags.use_ten_crop(model_spec(fused).ten_crop))
     record = {"parents": [paths[j] for j in chosen], "fittest": paths[fittest], "val_accuracy_before_finetune": scores["accuracy"],
               "val_mean_class_accuracy_before_finetune": scores["mean_class_accuracy"]}
     write_json(record_path, record)
@@ -98,7 +98,8 @@ def _fuse(fused_dir: str, paths: list[str], models, chosen: list[int], fittest: 
 
 
 def _val_accuracy(path: str, val) -> dict:
-    scores = evaluate_arrays(load_model(path), val.images, val.targets, use_ten_crop=FLAGS.ten_crop)
+    model = load_model(path)
+    scores = evaluate_arrays(model, val.images, val.targets, use_ten_crop=run_flags.use_ten_crop(model_spec(model).ten_crop))
     return {"path": path, "val_accuracy": scores["accuracy"], "val_mean_class_accuracy": scores["mean_class_accuracy"]}
 
 

@@ -27,7 +27,8 @@ flags.DEFINE_list("head_layers", None, "Layers trained while the rest is frozen 
 flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers, true/false and number tuples written 8:16:32 parsed), overriding the preset's, e.g. arcface_margin=0.3.")
 flags.DEFINE_list("objective_options", [], "Training-objective options as key=value, overriding the preset's, e.g. label_smoothing=0.1.")
 flags.DEFINE_integer("seed", 0, "Seed of weights, data order and augmentation (member k of an ensemble: seed + k).")
-flags.DEFINE_bool("ten_crop", False, "Ten-crop test-time augmentation when scoring (on by default where the preset says so).")
+flags.DEFINE_bool("ten_crop", None, "Ten-crop test-time augmentation when scoring; --noten_crop: centre crop. Unset: as the "
+                  "preset or the model's spec says (LBAN and MrCAR: ten-crop, as their papers test).")
 flags.DEFINE_integer("threads", None, THREADS_HELP)
 flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16 (faster on AVX-512 CPUs).")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars.")
@@ -46,6 +47,11 @@ def configure_runtime(model: str | None) -> None:
     plan = configure(FLAGS.threads, FLAGS.mixed_precision, bool(model) and get_model_entry(model).parallel_branches)
     if FLAGS.verbose:
         print(f"Threads: {plan.describe()}")
+
+
+def use_ten_crop(default: bool) -> bool:
+    """``--ten_crop`` / ``--noten_crop`` when given, else ``default`` (the preset's or the model spec's)."""
+    return default if FLAGS.ten_crop is None else FLAGS.ten_crop
 
 
 def split_name(which: str) -> str:

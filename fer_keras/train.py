@@ -183,7 +183,7 @@ def main(argv):
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images ({train.target_kind} targets), {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
     config = dataclasses.replace(recipe.loop_config(FLAGS.seed, FLAGS.verbose), oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile)
-    ten_crop = FLAGS.ten_crop or recipe.ten_crop
+    ten_crop = run_flags.use_ten_crop(recipe.ten_crop)
     teacher_path = _teacher_path(entry, config, spec, class_names, train, val, output_dir, strategy)
     # The teacher is loaded inside the strategy scope (the objective factory runs there).
     teacher = lambda: {"teacher": load_model(teacher_path)} if teacher_path else {}

@@ -21,7 +21,7 @@ from fer_keras.ensemble_report import (
     rank_distribution,
     true_label_ranks,
 )
-from fer_keras.saving import load_model
+from fer_keras.saving import attach_spec, load_model, model_spec, save_model
 from tests.paper_tables import FAML_TABLE_3
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -157,6 +157,21 @@ def test_cli_trains_reports_and_resumes_on_real_fer2013(fer2013_dir, tmp_path):
     assert loaded.returncode == 0, loaded.stderr[-4000:]
     again = json.loads((tmp_path / "loaded" / "ensemble.json").read_text())
     assert again["rules"] == report["rules"] and [m["name"] for m in again["members"]] == ["member_0/best", "member_1/best"]
+
+    # A member whose spec says ten-crop is scored ten-crop (the same weights, other scores).
+    ten = load_model(str(runs / "member_0" / "best.keras"))
+    attach_spec(ten, model_spec(ten).replace(ten_crop=True))
+    save_model(ten, str(tmp_path / "tencrop.keras"))
+    crops = _ensemble(f"--members={runs / 'member_0' / 'best.keras'},{tmp_path / 'tencrop.keras'}", f"--output_dir={tmp_path / 'crops'}", *data)
+    assert crops.returncode == 0, crops.stderr[-4000:]
+    assert [m["ten_crop"] for m in json.loads((tmp_path / "crops" / "ensemble.json").read_text())["members"]] == [False, True]
+    both = np.load(tmp_path / "crops" / "scores.npz")["scores"]
+    np.testing.assert_allclose(both[0], scores[0], atol=1e-6)
+    assert np.abs(both[1] - both[0]).max() > 1e-3
+    centre = _ensemble(f"--members={runs / 'member_0' / 'best.keras'},{tmp_path / 'tencrop.keras'}", f"--output_dir={tmp_path / 'centre'}", "--noten_crop", *data)
+    assert centre.returncode == 0, centre.stderr[-4000:]
+    assert [m["ten_crop"] for m in json.loads((tmp_path / "centre" / "ensemble.json").read_text())["members"]] == [False, False]
+    np.testing.assert_allclose(np.load(tmp_path / "centre" / "scores.npz")["scores"][1], scores[0], atol=1e-6)
 
     # --init_weights: members start from one parent (at learning rate 0 its kernels survive training).
     parent = runs / "member_0" / "best.keras"

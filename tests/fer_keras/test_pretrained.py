@@ -209,13 +209,15 @@ COMMITTED_SERVABLES = {"baseline": "baseline-fer2013", "mrcar": "mrcar-fer2013",
 
 @pytest.mark.parametrize("served_name", sorted(COMMITTED_SERVABLES))
 def test_committed_servable_is_the_shipped_model(served_name, fer_val_subset):
-    """serving/models/<name>/1 answers like fer_keras.pretrained(<shipped name>) on real images."""
+    """The version TF Serving loads (the highest under serving/models/<name>) answers like
+    fer_keras.pretrained(<shipped name>) on real images."""
     import json
 
     import tensorflow as tf
 
     name = COMMITTED_SERVABLES[served_name]
-    version_dir = REPO / "serving" / "models" / served_name / "1"
+    versions = [path for path in (REPO / "serving" / "models" / served_name).iterdir() if path.name.isdigit()]
+    version_dir = max(versions, key=lambda path: int(path.name))
     metadata = json.loads((version_dir / "assets" / "fer_keras_metadata.json").read_text())
     assert metadata["pretrained_name"] == name and metadata["weights_sha256"] == weights.model_card(name)["file"]["sha256"]
     model = fer_keras.pretrained(name)

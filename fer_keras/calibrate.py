@@ -7,6 +7,11 @@ replaced atomically), ``calibration.json`` and a reliability diagram beside it.
 ``--model=<shipped name>`` calibrates a shipped model and records the figures in its card
 (``--weights_dir``: a folder of built models other than the package's).
 
+``--method=temperature`` (default) fits one ``T`` (Guo et al. 2017); ``--method=parameterized``
+fits a per-face temperature from the face's sorted log-probabilities (Tomani et al. 2022,
+``fer_keras.calibration``), for heads one ``T`` cannot calibrate (``mrcar-fer2013``'s ArcFace
+confidence is bimodal). Both keep every prediction.
+
 The default split is the data set's validation split (``val`` for FER2013, ``valid`` for
 FER+); FER+ is scored on the majority vote, the images without one left out (counted in
 the report's ``skipped``), as ``fer_keras.train`` validates.
@@ -20,7 +25,7 @@ import os
 from absl import app, flags
 
 from fer_keras import weights
-from fer_keras.calibration import apply_temperature, calibration_report, fit_temperature, split_halves
+from fer_keras.calibration import apply_temperature, calibration_report, fit_temperature, fit_temperature_weights, split_halves
 from fer_keras.inference import predict_scores
 from fer_keras.plots import plot_reliability
 from fer_keras.saving import attach_spec, load_model, model_spec, save_model
@@ -29,17 +34,26 @@ from pipelines import cli
 FLAGS = flags.FLAGS
 
 
-def calibrate(model, images, labels, seed: int = 0) -> dict:
-    """Fit ``T`` on one half of ``(images, labels)``, report on the other; attach ``T`` to the
-    model's spec. Returns the report (with the two halves' raw scores under ``"_scores"``)."""
+METHODS = ("temperature", "parameterized")
+
+
+def calibrate(model, images, labels, seed: int = 0, method: str = "temperature") -> dict:
+    """Fit ``T`` (or, ``method="parameterized"``, a per-face ``T(x)``) on one half of
+    ``(images, labels)``, report on the other; attach it to the model's spec. Returns the
+    report (with the held-out half's raw scores under ``"_scores"``)."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}. Received: method={method!r}")
     spec = model_spec(model)
-    attach_spec(model, spec.replace(temperature=1.0))
+    attach_spec(model, spec.replace(temperature=1.0, temperature_weights=()))
     scores = predict_scores(model, images)
     fit, held_out = split_halves(len(labels), seed)
-    temperature = fit_temperature(scores[fit], labels[fit])
-    report = calibration_report(scores[held_out], labels[held_out], temperature)
-    report.update({"fitted_on": int(len(fit)), "seed": seed, "_scores": (scores[held_out], labels[held_out])})
-    attach_spec(model, spec.replace(temperature=temperature))
+    if method == "parameterized":
+        temperature, temperature_weights = 1.0, fit_temperature_weights(scores[fit], labels[fit])
+    else:
+        temperature, temperature_weights = fit_temperature(scores[fit], labels[fit]), ()
+    report = calibration_report(scores[held_out], labels[held_out], temperature, weights=temperature_weights)
+    report.update({"method": method, "fitted_on": int(len(fit)), "seed": seed, "_scores": (scores[held_out], labels[held_out])})
+    attach_spec(model, spec.replace(temperature=temperature, temperature_weights=temperature_weights))
     return report
 
 
@@ -63,14 +77,16 @@ def main(argv):
     arrays = load_split(dataset, FLAGS.data_dir, split, spec.input_spec, limit=FLAGS.limit)
     if arrays.skipped.total:
         print(f"{dataset}/{split}: {arrays.skipped.summary()}")
-    report = calibrate(model, arrays.images, arrays.targets, FLAGS.seed)
+    report = calibrate(model, arrays.images, arrays.targets, FLAGS.seed, FLAGS.method)
     held_out_scores, held_out_labels = report.pop("_scores")
     output = FLAGS.output or source
     card = weights.model_card(FLAGS.model, FLAGS.weights_dir) if FLAGS.model else None
     save_model(model, output, card["file"]["weights_dtype"] if card else "float32")
     folder = os.path.dirname(os.path.abspath(output))
     stem = os.path.splitext(os.path.basename(output))[0]
-    plot_reliability({"before": (held_out_scores, held_out_labels), f"after (T={report['temperature']:.2f})": (apply_temperature(held_out_scores, report["temperature"]), held_out_labels)},
+    after = "after (T(x) per face)" if report["temperature_weights"] else f"after (T={report['temperature']:.2f})"
+    calibrated = apply_temperature(held_out_scores, report["temperature"], report["temperature_weights"])
+    plot_reliability({"before": (held_out_scores, held_out_labels), after: (calibrated, held_out_labels)},
                      os.path.join(FLAGS.report_dir or folder, f"{stem}-reliability.png"), title=f"{stem} on {split} (held-out half)")
     report.update({"dataset": dataset, "split": split, "skipped": dict(arrays.skipped.counts)})
     if card is not None:
@@ -81,7 +97,8 @@ def main(argv):
     else:
         with open(os.path.join(FLAGS.report_dir or folder, f"{stem}-calibration.json"), "w") as f:
             json.dump(report, f, indent=2)
-    print(f"{stem}: T = {report['temperature']:.3f} (fitted on {report['fitted_on']} {split} images); on the other {report['num_examples']}: "
+    fitted = "T(x) per face" if report["temperature_weights"] else f"T = {report['temperature']:.3f}"
+    print(f"{stem}: {fitted} (fitted on {report['fitted_on']} {split} images); on the other {report['num_examples']}: "
           f"NLL {report['nll_before']:.4f} -> {report['nll_after']:.4f}, ECE {report['ece_before']:.4f} -> {report['ece_after']:.4f}, accuracy {report['accuracy']:.4f} (unchanged)")
     print(f"Wrote {output}")
     return 0
@@ -96,6 +113,8 @@ if __name__ == "__main__":
     flags.DEFINE_string("split", None, "Split to fit and report on, one seeded half each (default: the data set's validation split).")
     flags.DEFINE_integer("limit", None, "Use at most this many images.")
     flags.DEFINE_integer("seed", 0, "Seed of the halving.")
+    flags.DEFINE_enum("method", "temperature", METHODS, "temperature: one T for every face (Guo et al. 2017); parameterized: "
+                      "a per-face T(x) from the face's sorted log-probabilities (Tomani et al. 2022), for heads one T cannot calibrate.")
     flags.DEFINE_string("output", None, "--model_path only: where to write the calibrated .keras (default: replace the input).")
     flags.DEFINE_string("report_dir", None, "Where to write the JSON report and reliability PNG (default: beside --output).")
     cli.run(main)

@@ -7,6 +7,15 @@ accuracy, does not change. The fitted ``T`` is stored in the model's ``ModelSpec
 (``.keras`` file, SavedModel metadata, card) and applied wherever the model is scored
 (``fer_keras.inference``), exported graphs included.
 
+Parameterized temperature scaling (C. Tomani, D. Cremers, F. Buettner, "Parameterized
+Temperature Scaling for Boosting the Expressive Power in Post-Hoc Uncertainty Calibration",
+ECCV 2022): the temperature becomes a function of the face's own sorted log-probabilities,
+``T(x) = T * exp(b + w . sort(log p)(x))``, fitted the same way. Still rank-preserving (one
+positive ``T(x)`` per face), it fixes what one ``T`` cannot: an ArcFace head that is
+over-confident on some faces and under-confident on others (``mrcar-fer2013``, RESULTS.md).
+The paper predicts ``T(x)`` with a small network; ours is its linear, log-link special case
+(``K + 1`` numbers, stored in ``ModelSpec.temperature_weights``), which is enough here.
+
 Expected calibration error (Guo et al. Eq. 3, after Naeini et al. 2015): confidences (top-1
 probabilities) in ``bins`` equal-width bins over [0, 1];
 ``ECE = sum_b |B_b| / N * |acc(B_b) - conf(B_b)|``.
@@ -14,12 +23,22 @@ probabilities) in ``bins`` equal-width bins over [0, 1];
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
+from scipy.optimize import minimize
 
 
-def apply_temperature(probabilities: np.ndarray, temperature: float) -> np.ndarray:
-    """``softmax(log p / T)`` row-wise, in float64."""
-    logits = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0)) / float(temperature)
+def apply_temperature(probabilities: np.ndarray, temperature: float, weights: Sequence[float] = ()) -> np.ndarray:
+    """``softmax(log p / T(x))`` row-wise, in float64: ``T(x) = temperature`` or, with
+    ``weights = (w_1..w_K, b)``, ``temperature * exp(clip(b + w . sort_desc(log p), -10, 10))``
+    (the NumPy reference of ``fer_keras.inference.inference_output``)."""
+    log_p = np.log(np.clip(np.asarray(probabilities, np.float64), 1e-12, 1.0))
+    temperature = np.full((len(log_p), 1), float(temperature))
+    if len(weights):
+        ranked = -np.sort(-log_p, axis=1)
+        temperature = temperature * np.exp(np.clip(ranked @ np.asarray(weights[:-1], np.float64) + weights[-1], -10.0, 10.0))[:, None]
+    logits = log_p / temperature
     logits -= logits.max(axis=1, keepdims=True)
     exp = np.exp(logits)
     return exp / exp.sum(axis=1, keepdims=True)
@@ -68,11 +87,24 @@ def fit_temperature(probabilities: np.ndarray, labels: np.ndarray, low: float = 
     return float(np.exp((a + b) / 2.0))
 
 
-def calibration_report(probabilities: np.ndarray, labels: np.ndarray, temperature: float, bins: int = 15) -> dict:
-    """NLL and ECE before and after ``temperature`` (and the accuracy, which it keeps)."""
-    calibrated = apply_temperature(probabilities, temperature)
+def fit_temperature_weights(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, ...]:
+    """The ``(w_1..w_K, b)`` of a per-face temperature (see ``apply_temperature``) minimising the
+    NLL, by L-BFGS (scipy) from the best single temperature (``w = 0``, ``b = log T``)."""
+    if len(labels) == 0:
+        raise ValueError("fit_temperature_weights needs at least one example.")
+    num_classes = np.asarray(probabilities).shape[1]
+    start = np.append(np.zeros(num_classes), np.log(fit_temperature(probabilities, labels)))
+    result = minimize(lambda w: negative_log_likelihood(apply_temperature(probabilities, 1.0, w), labels), start, method="L-BFGS-B")
+    return tuple(float(w) for w in result.x)
+
+
+def calibration_report(probabilities: np.ndarray, labels: np.ndarray, temperature: float, bins: int = 15, weights: Sequence[float] = ()) -> dict:
+    """NLL and ECE before and after ``temperature`` (and ``weights``, if any; the accuracy,
+    which they keep)."""
+    calibrated = apply_temperature(probabilities, temperature, weights)
     return {
         "temperature": float(temperature),
+        "temperature_weights": [float(w) for w in weights],
         "num_examples": int(len(labels)),
         "accuracy": float(np.mean(np.asarray(probabilities).argmax(1) == labels)),
         "nll_before": negative_log_likelihood(probabilities, labels),

@@ -23,15 +23,23 @@ from pipelines.input import eval_inputs, ten_crop_inputs
 def inference_output(outputs, spec: ModelSpec) -> tf.Tensor:
     """The class probabilities among a model's outputs (the output itself, or the entry
     ``spec.output`` of a dict of outputs; the others serve training losses only), calibrated
-    with ``spec.temperature``: ``softmax(log p / T)``, the same ranking."""
+    with ``spec.temperature`` and ``spec.temperature_weights``: ``softmax(log p / T(x))``, the
+    same ranking (``fer_keras.calibration.apply_calibration`` is the NumPy reference)."""
     if isinstance(outputs, dict):
         if spec.output not in outputs:
             raise ValueError(f"The model returned outputs {sorted(outputs)}; its spec names {spec.output!r} as the inference output.")
         outputs = outputs[spec.output]
     probabilities = tf.cast(outputs, tf.float32)
-    if spec.temperature == 1.0:
+    if spec.temperature == 1.0 and not spec.temperature_weights:
         return probabilities
-    return tf.nn.softmax(tf.math.log(tf.maximum(probabilities, 1e-12)) / spec.temperature, axis=-1)
+    log_p = tf.math.log(tf.maximum(probabilities, 1e-12))
+    temperature = tf.constant(spec.temperature, tf.float32)
+    if spec.temperature_weights:
+        weights = tf.constant(spec.temperature_weights[:-1], tf.float32)
+        ranked = tf.sort(log_p, axis=-1, direction="DESCENDING")
+        exponent = tf.reduce_sum(ranked * weights, axis=-1, keepdims=True) + spec.temperature_weights[-1]
+        temperature = temperature * tf.exp(tf.clip_by_value(exponent, -10.0, 10.0))
+    return tf.nn.softmax(log_p / temperature, axis=-1)
 
 
 def forward(model: keras.Model, inputs: dict, spec: ModelSpec) -> tf.Tensor:

@@ -27,6 +27,13 @@ class ModelSpec:
             outputs (auxiliary outputs such as an embedding are for training losses only).
         temperature: float. Calibration temperature ``T`` (Guo et al. 2017): scoring returns
             ``softmax(log p / T)`` of the model's probabilities ``p``. 1.0 = as trained.
+        temperature_weights: tuple of float, ``num_classes + 1`` values ``(w_1..w_K, b)``, or
+            empty. A per-face temperature (parameterized temperature scaling, C. Tomani,
+            D. Cremers, F. Buettner, ECCV 2022): ``T(x) = temperature * exp(b + sum_k w_k s_k)``
+            with ``s`` the face's log-probabilities sorted in descending order (clipped at
+            ``log 1e-12``; the exponent at +-10). Like a single ``T`` it keeps every ranking;
+            unlike it, it can soften confident faces and sharpen ambiguous ones. Empty = one
+            ``T`` for every face.
     """
 
     architecture: str
@@ -37,10 +44,15 @@ class ModelSpec:
     dataset: str = ""
     output: str = "probabilities"
     temperature: float = 1.0
+    temperature_weights: tuple[float, ...] = ()
 
     def __post_init__(self):
+        object.__setattr__(self, "temperature_weights", tuple(float(w) for w in self.temperature_weights))
         if not float(self.temperature) > 0:
             raise ValueError(f"temperature must be positive. Received: temperature={self.temperature}")
+        if self.temperature_weights and len(self.temperature_weights) != len(self.class_names) + 1:
+            raise ValueError(f"temperature_weights must hold num_classes + 1 = {len(self.class_names) + 1} values (w_1..w_K, b). "
+                             f"Received {len(self.temperature_weights)}: {list(self.temperature_weights)}")
         if not self.class_names:
             raise ValueError("class_names must name at least one class.")
         if len(set(self.class_names)) != len(self.class_names):
@@ -54,7 +66,8 @@ class ModelSpec:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return {
+        """JSON-ready fields; ``temperature_weights`` only when set (specs written before it existed read back equal)."""
+        data = {
             "architecture": self.architecture,
             "input_spec": self.input_spec.to_dict(),
             "class_names": list(self.class_names),
@@ -64,6 +77,9 @@ class ModelSpec:
             "output": self.output,
             "temperature": self.temperature,
         }
+        if self.temperature_weights:
+            data["temperature_weights"] = list(self.temperature_weights)
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> "ModelSpec":
@@ -77,6 +93,7 @@ class ModelSpec:
             dataset=str(data.get("dataset", "")),
             output=str(data.get("output", "probabilities")),
             temperature=float(data.get("temperature", 1.0)),
+            temperature_weights=tuple(float(w) for w in data.get("temperature_weights", ())),
         )
 
     def to_json(self) -> str:

@@ -12,7 +12,7 @@ the float16 file on the full validation split (``fer_keras.weights.build`` measu
 
 Add a model (one command; see ``build.py``)::
 
-    python -m fer_keras.weights.build --name=mrcar-fer2013 --run_dir=../runs/mrcar-fer2013
+    python -m fer_keras.weights.build --name=mrcar-fer2013 --run_dir=../runs/mrcar-cosine-fer2013
 
 Export one for TF Serving (``serving/models/<name>/<version>/``; see ``export.py``)::
 

@@ -1,6 +1,6 @@
 """Add a trained run to the shipped pretrained models.
 
-    python -m fer_keras.weights.build --name=mrcar-fer2013 --run_dir=../runs/mrcar-fer2013
+    python -m fer_keras.weights.build --name=mrcar-fer2013 --run_dir=../runs/mrcar-cosine-fer2013
 
 Reads ``<run_dir>/best.keras`` and ``<run_dir>/run.json`` (written by ``fer_keras.train``),
 scores the model on the run's full validation split (centre crop and ten-crop) in float32

@@ -87,7 +87,7 @@ def main(argv):
             raise ValueError(f"--group_by={FLAGS.group_by}: {missing} example(s) of {FLAGS.dataset} have no meta[{FLAGS.group_by!r}].")
         groups = [m[FLAGS.group_by] for m in data.meta]
     if FLAGS.init_weights:
-        check_init_weights(FLAGS.init_weights, recipe, data)
+        FLAGS.init_weights = check_init_weights(FLAGS.init_weights, recipe, data)
     sizes = np.bincount(class_ids(data.targets), minlength=len(data.class_names))
     print(f"Cross-validating {recipe.model} (preset {recipe.preset!r}) on {len(data.paths)} images of {FLAGS.dataset}/{run_flags.split_name('train')} "
           f"({', '.join(f'{n} {c}' for n, c in zip(data.class_names, sizes) if c)}): {FLAGS.folds} folds x {FLAGS.runs} runs")

@@ -64,7 +64,7 @@ def _train_members() -> list[tuple[str, str, dict]]:
     train = member_flags.load_data_split("train", spec, FLAGS.limit)
     val = member_flags.load_data_split("val", spec)
     if FLAGS.init_weights:
-        check_init_weights(FLAGS.init_weights, recipe, train)
+        FLAGS.init_weights = check_init_weights(FLAGS.init_weights, recipe, train)
     start = f", each fine-tuned from {FLAGS.init_weights}" if FLAGS.init_weights else ""
     print(f"Members: {FLAGS.num_members} x {recipe.model}{start}, preset {recipe.preset!r}, settings " + ", ".join(f"{k}={v}" for k, v in sorted(recipe.settings.items())))
     members = []

@@ -143,7 +143,7 @@ def main(argv):
     if FLAGS.generations < 1 or FLAGS.parents < 1 or FLAGS.finetune_epochs < 1:
         raise app.UsageError("--generations, --parents and --finetune_epochs must be at least 1.")
     if FLAGS.init_weights:
-        raise app.UsageError("--init_weights is for fer_keras.ensemble and fer_keras.cv (members trained from one parent); "
+        raise app.UsageError("--init_weights is for fer_keras.train, ensemble and cv (training from one parent); "
                              "fer_keras.fga starts from --members.")
     if FLAGS.parents > len(FLAGS.members):
         raise app.UsageError(f"--parents={FLAGS.parents} is more than the {len(FLAGS.members)} networks of a generation.")

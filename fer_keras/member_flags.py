@@ -20,8 +20,6 @@ flags.adopt_module_key_flags(run_flags)
 flags.DEFINE_list("members", [], "Trained networks to load (.keras files).")
 flags.DEFINE_string("output_dir", None, "Where the results go.")
 flags.DEFINE_string("model", None, "Registered model name of the members to train.")
-flags.DEFINE_string("init_weights", None, "A trained .keras model (of --model, same classes and input) every member starts "
-                    "from instead of fresh weights: in-domain transfer, or members that share a parent (FGA needs aligned members).")
 
 
 def members_model() -> str | None:

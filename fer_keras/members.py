@@ -23,7 +23,7 @@ import numpy as np
 
 from fer_keras.objective import call_factory
 from fer_keras.registry import build_model, get_model_entry
-from fer_keras.saving import load_model, model_spec, save_model
+from fer_keras.saving import attach_spec, load_model, model_spec, save_model
 from fer_keras.training.loop import LoopConfig, Trainer
 from fer_keras.training.strategy import make_strategy
 from fer_spec import InputSpec
@@ -192,7 +192,7 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
 
     def build():
         if initial_model:
-            return load_model(initial_model)
+            return load_initial_model(initial_model, train.framing, recipe.dataset, recipe.ten_crop)
         return build_model(recipe.model, class_names, spec, ten_crop=recipe.ten_crop, dataset=recipe.dataset, **recipe.model_options)
 
     objective_options = data_objective_options(entry, recipe.objective_options, train.targets, len(class_names))
@@ -216,10 +216,18 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
     return dict(read_record(run_dir), trained=True)
 
 
-def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> None:
-    """A model members start from (``--init_weights`` of ``fer_keras.cv`` and ``fer_keras.ensemble``)
-    must be the recipe's architecture, predict the data's classes and read the recipe's input;
-    otherwise a ``ValueError`` saying which."""
+def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> str:
+    """The file of a model training starts from (``--init_weights`` of ``fer_keras.train``, ``cv``
+    and ``ensemble``): ``path``, or the shipped model of that name. It must be the recipe's
+    architecture, predict the data's classes and read the recipe's input; otherwise a
+    ``ValueError`` saying which."""
+    if not os.path.isfile(path):
+        from fer_keras import weights
+
+        shipped = weights.pretrained_names()
+        if path not in shipped:
+            raise ValueError(f"init_weights {path}: no such .keras file, nor a shipped model of that name ({', '.join(shipped)}).")
+        path = weights.weights_path(path)
     spec = model_spec(load_model(path))
     if spec.architecture != recipe.model:
         raise ValueError(f"init_weights {path} is a {spec.architecture}; --model is {recipe.model}. Start from the same architecture.")
@@ -230,3 +238,14 @@ def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> N
     if (tuple(spec.input_spec.source_size), spec.input_spec.channels) != (tuple(wanted.source_size), wanted.channels):
         raise ValueError(f"init_weights {path} reads {spec.input_spec.source_size} x {spec.input_spec.channels} channels; "
                          f"preset {recipe.preset!r} of {recipe.model} reads {wanted.source_size} x {wanted.channels}.")
+    return path
+
+
+def load_initial_model(path: str, framing: str, dataset: str, ten_crop: bool) -> keras.Model:
+    """``path`` loaded to be trained further. Its calibration is reset (a temperature fitted to
+    the old weights says nothing about the new ones) and its spec names the data it is now
+    trained on: that data's framing and name, and the run's test crop."""
+    model = load_model(path)
+    spec = model_spec(model)
+    return attach_spec(model, spec.replace(temperature=1.0, temperature_weights=(), dataset=dataset, ten_crop=ten_crop,
+                                           input_spec=dataclasses.replace(spec.input_spec, framing=framing)))

@@ -22,7 +22,10 @@ flags.DEFINE_integer("limit", None, "Use at most this many training images (quic
 flags.DEFINE_integer("epochs", None, "Number of epochs (overrides the preset).")
 flags.DEFINE_integer("batch_size", None, "Global batch size (overrides the preset).")
 flags.DEFINE_float("learning_rate", None, "Base learning rate (overrides the preset).")
-flags.DEFINE_integer("freeze_epochs", None, "Frozen-then-unfrozen fine-tuning: for this many first epochs only --head_layers are updated, then every layer (see fer_keras.cv --init_weights).")
+flags.DEFINE_string("init_weights", None, "Fine-tune instead of training from fresh weights: a trained .keras file, or a shipped model's "
+                    "name (e.g. vgg4-wide-fer2013), of --model with the data's classes and input. Its calibration is reset. "
+                    "Ensemble and cv start every member from it (members that share a parent: FGA needs aligned members).")
+flags.DEFINE_integer("freeze_epochs", None, "Frozen-then-unfrozen fine-tuning: for this many first epochs only --head_layers are updated, then every layer (with --init_weights).")
 flags.DEFINE_list("head_layers", None, "Layers trained while the rest is frozen (default: predictions, the classifier of the ResNet family).")
 flags.DEFINE_list("model_options", [], "Builder options as key=value (numbers, true/false and number tuples written 8:16:32 parsed), overriding the preset's, e.g. arcface_margin=0.3.")
 flags.DEFINE_list("objective_options", [], "Training-objective options as key=value, overriding the preset's, e.g. label_smoothing=0.1.")

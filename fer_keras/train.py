@@ -7,6 +7,10 @@ Writes into ``--output_dir``: ``checkpoints/`` (resume with ``--resume``), ``his
 ``history.png``, ``logs/`` (TensorBoard), ``best.keras`` (best validation accuracy),
 ``final.keras``, ``report.json`` + confusion matrices of the best model, ``run.json``;
 with ``--teacher=MODEL_NAME``, the teacher's own run in ``teacher/``.
+
+``--init_weights=FILE.keras`` (or a shipped model's name) fine-tunes a trained model of
+``--model`` instead of building fresh weights: e.g. a second learning-rate cycle, or a shipped
+FER2013 model adapted to your own folder of faces with the same classes.
 """
 
 from __future__ import annotations
@@ -159,7 +163,7 @@ def main(argv):
     from fer_keras.saving import load_model, save_model
     from fer_keras.training.loop import Trainer
     from fer_keras.training.strategy import make_strategy
-    from fer_keras.members import data_objective_options
+    from fer_keras.members import check_init_weights, data_objective_options, load_initial_model
 
     run_flags.configure_runtime(FLAGS.model)
     keras.utils.set_random_seed(FLAGS.seed)
@@ -182,14 +186,26 @@ def main(argv):
     spec = dataclasses.replace(spec, framing=train.framing)  # photos are framed like the training faces
     print(f"Data: {FLAGS.dataset} {train_split} {len(train.images)} images ({train.target_kind} targets), {val_split} {len(val.images)} images, classes {', '.join(class_names)}")
 
+    init_weights = None
+    if FLAGS.init_weights:
+        try:
+            init_weights = check_init_weights(FLAGS.init_weights, recipe, train)
+        except ValueError as error:
+            raise app.UsageError(str(error)) from None
+        print(f"Fine-tuning from {init_weights}")
     config = dataclasses.replace(recipe.loop_config(FLAGS.seed, FLAGS.verbose), oversample=FLAGS.oversample, class_weighting=FLAGS.class_weighting, checkpoint_every=FLAGS.checkpoint_every, jit_compile=FLAGS.jit_compile)
     ten_crop = run_flags.use_ten_crop(recipe.ten_crop)
     teacher_path = _teacher_path(entry, config, spec, class_names, train, val, output_dir, strategy)
     # The teacher is loaded inside the strategy scope (the objective factory runs there).
     teacher = lambda: {"teacher": load_model(teacher_path)} if teacher_path else {}
     objective_options = data_objective_options(entry, objective_options, train.targets, len(class_names))
+    def build():
+        if init_weights:
+            return load_initial_model(init_weights, spec.framing, FLAGS.dataset, ten_crop)
+        return build_model(FLAGS.model, class_names, spec, ten_crop=ten_crop, dataset=FLAGS.dataset, **model_options)
+
     trainer = Trainer(
-        lambda: build_model(FLAGS.model, class_names, spec, ten_crop=ten_crop, dataset=FLAGS.dataset, **model_options),
+        build,
         lambda model: call_factory(entry.objective, model, "labels" if train.target_kind == "sampled" else train.target_kind, dict(objective_options, **teacher())),
         config,
         output_dir,
@@ -215,6 +231,7 @@ def main(argv):
         "label_mode": FLAGS.label_mode,
         "objective_options": objective_options,
         "teacher": teacher_path,
+        "init_weights": init_weights,
         "splits": [train_split, val_split],
         "class_names": list(class_names),
         "train_images": len(train.images),

@@ -134,3 +134,27 @@ def test_teacher_by_name_is_trained_first_then_used_and_bad_teachers_are_refused
     assert refused.returncode != 0 and "takes no teacher" in refused.stderr
     missing = _train("--model=resface", f"--teacher={tmp_path / 'nope.keras'}", "--epochs=1", f"--output_dir={tmp_path / 'c'}")
     assert missing.returncode != 0 and "no such file" in missing.stderr
+
+
+def test_init_weights_fine_tunes_a_shipped_model_and_resets_its_calibration(fer2013_dir, tmp_path):
+    """--init_weights=<shipped name>: training starts from the trained network (its first epoch
+    scores like it, far above the ~30% of a first epoch from scratch), the run records it, and
+    the shipped temperature does not travel into the new model; bad starts are refused clearly."""
+    from fer_keras import weights
+    from fer_keras.saving import read_spec
+
+    assert read_spec(weights.weights_path("baseline-fer2013")).temperature != 1.0
+    run = tmp_path / "tuned"
+    proc = _train("--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=256", "--epochs=1", "--learning_rate=0.0001", "--batch_size=64",
+                  "--init_weights=baseline-fer2013", f"--output_dir={run}", "--noten_crop")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert f"Fine-tuning from {weights.weights_path('baseline-fer2013')}" in proc.stdout
+    assert float(_history(run)[0]["val_accuracy"]) > 0.55
+    assert json.loads((run / "run.json").read_text())["init_weights"] == weights.weights_path("baseline-fer2013")
+    spec = read_spec(str(run / "best.keras"))
+    assert spec.temperature == 1.0 and spec.temperature_weights == () and spec.dataset == "fer2013"
+
+    wrong_model = _train("--model=mrcar", "--dataset=fer2013", f"--data_dir={fer2013_dir}", "--limit=64", "--init_weights=baseline-fer2013", f"--output_dir={tmp_path / 'x'}")
+    assert wrong_model.returncode == 2 and "is a baseline; --model is mrcar" in wrong_model.stderr
+    missing = _train("--init_weights=no-such-model", f"--output_dir={tmp_path / 'y'}")
+    assert missing.returncode == 2 and "init_weights no-such-model: no such .keras file, nor a shipped model" in missing.stderr

@@ -24,7 +24,7 @@ def inference_output(outputs, spec: ModelSpec) -> tf.Tensor:
     """The class probabilities among a model's outputs (the output itself, or the entry
     ``spec.output`` of a dict of outputs; the others serve training losses only), calibrated
     with ``spec.temperature`` and ``spec.temperature_weights``: ``softmax(log p / T(x))``, the
-    same ranking (``fer_keras.calibration.apply_calibration`` is the NumPy reference)."""
+    same ranking (``fer_keras.calibration.apply_temperature`` is the NumPy reference)."""
     if isinstance(outputs, dict):
         if spec.output not in outputs:
             raise ValueError(f"The model returned outputs {sorted(outputs)}; its spec names {spec.output!r} as the inference output.")

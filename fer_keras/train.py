@@ -199,6 +199,7 @@ def main(argv):
     # The teacher is loaded inside the strategy scope (the objective factory runs there).
     teacher = lambda: {"teacher": load_model(teacher_path)} if teacher_path else {}
     objective_options = data_objective_options(entry, objective_options, train.targets, len(class_names))
+
     def build():
         if init_weights:
             return load_initial_model(init_weights, spec.framing, FLAGS.dataset, ten_crop)

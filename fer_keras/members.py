@@ -219,8 +219,9 @@ def train_member(recipe: MemberRecipe, run_dir: str, seed: int, train: LoadedArr
 def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> str:
     """The file of a model training starts from (``--init_weights`` of ``fer_keras.train``, ``cv``
     and ``ensemble``): ``path``, or the shipped model of that name. It must be the recipe's
-    architecture, predict the data's classes and read the recipe's input; otherwise a
-    ``ValueError`` saying which."""
+    architecture, predict the data's classes and read the recipe's input (crop, source size,
+    channels, regions, normalisation; the framing follows the data); otherwise a ``ValueError``
+    saying which."""
     if not os.path.isfile(path):
         from fer_keras import weights
 
@@ -234,10 +235,13 @@ def check_init_weights(path: str, recipe: MemberRecipe, data: LoadedArrays) -> s
     if tuple(spec.class_names) != tuple(data.class_names):
         raise ValueError(f"init_weights {path} predicts {list(spec.class_names)}; the data has {list(data.class_names)}. "
                          "Start from a model trained on the same classes.")
-    wanted = recipe.input_spec()
-    if (tuple(spec.input_spec.source_size), spec.input_spec.channels) != (tuple(wanted.source_size), wanted.channels):
-        raise ValueError(f"init_weights {path} reads {spec.input_spec.source_size} x {spec.input_spec.channels} channels; "
-                         f"preset {recipe.preset!r} of {recipe.model} reads {wanted.source_size} x {wanted.channels}.")
+    # Framing is the data's to say (``load_initial_model`` sets it); every other field is the
+    # network's: a crop or region of another size would train on inputs the spec does not record.
+    theirs, wanted = spec.input_spec.to_dict(), recipe.input_spec().to_dict()
+    differing = [name for name in wanted if name != "framing" and theirs[name] != wanted[name]]
+    if differing:
+        raise ValueError(f"init_weights {path} reads " + ", ".join(f"{name}={theirs[name]}" for name in differing)
+                         + f"; preset {recipe.preset!r} of {recipe.model} reads " + ", ".join(f"{name}={wanted[name]}" for name in differing) + ".")
     return path
 
 

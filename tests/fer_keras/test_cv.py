@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
@@ -159,3 +160,19 @@ def test_init_weights_start_every_round_and_need_the_same_classes(fer_train_subs
     save_model(build_model("baseline", ("a", "b", "c"), recipe.input_spec(), widths=(4, 8, 8)), other)
     with pytest.raises(ValueError, match="the data has"):
         check_init_weights(other, recipe, data)
+
+
+def test_init_weights_must_read_the_presets_crop(fer_train_subset, tmp_path):
+    """A parent cropping 40x40 from 48x48 cannot start a preset that crops 44x44: its spec would
+    record one crop while training feeds another. Framing alone may differ (the data sets it)."""
+    data = take(fer_train_subset, class_balanced_indices(fer_train_subset.targets, 2, seed=0))
+    recipe = MemberRecipe.from_preset("baseline", "demo", "fer2013", {"epochs": 1}, {"widths": (4, 8, 8)})
+    wanted = recipe.input_spec()
+    parent = str(tmp_path / "crop40.keras")
+    save_model(build_model("baseline", data.class_names, dataclasses.replace(wanted, image_size=(40, 40)), widths=(4, 8, 8)), parent)
+    with pytest.raises(ValueError, match=r"reads image_size=\[40, 40\]; preset 'demo' of baseline reads image_size=\[44, 44\]"):
+        check_init_weights(parent, recipe, data)
+    reframed = str(tmp_path / "reframed.keras")
+    other_framing = "fer2013_box" if wanted.framing == "aligned" else "aligned"
+    save_model(build_model("baseline", data.class_names, dataclasses.replace(wanted, framing=other_framing), widths=(4, 8, 8)), reframed)
+    assert check_init_weights(reframed, recipe, data) == reframed

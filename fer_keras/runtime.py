@@ -7,12 +7,19 @@ trains fastest with each op split over both cores, while MrCAR, whose face, eye 
 regions are independent branches of small convolutions, trains 1.37x faster with one thread
 per op and the branches side by side (327 vs 238 images/s, batch 32, bf16). A model declares
 which it is (``ModelEntry.parallel_branches``); ``--threads`` says how many cores to use.
+
+Precision: ``mixed_bfloat16`` is fast only where the CPU computes in bfloat16 natively
+(x86 AVX512_BF16 or AMX-BF16, Arm BF16): MrCAR trains 1.3x faster than float32 there. Elsewhere
+TensorFlow emulates it, and it is ~6.6x *slower* than float32 (MrCAR, batch 32: 8 vs 53
+images/s on an AVX2-only AMD EPYC, ``benchmarks/RESULTS.md``), so ``configure`` refuses it
+with an error saying why rather than let a run crawl.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import platform
 
 
 THREADS_HELP = "CPU cores to use (default: all). Branchy models (MrCAR) run ops side by side, one thread each; others split each op over the cores."
@@ -47,11 +54,49 @@ def thread_plan(threads: int | None, parallel_branches: bool) -> ThreadPlan:
     return ThreadPlan(intra_op=1 if parallel_branches else cores, inter_op=cores)
 
 
-def configure(threads: int | None, mixed_precision: bool, parallel_branches: bool = False) -> ThreadPlan:
-    """Apply the thread plan and, if asked, the ``mixed_bfloat16`` policy; call before any op runs."""
+# CPU feature flags (as Linux names them in /proc/cpuinfo) that mean bfloat16 arithmetic in hardware.
+NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The CPU's feature flags (the ``flags`` lines on x86, ``Features`` on Arm), or None
+    where the system does not say (no such file, e.g. macOS and Windows)."""
+    try:
+        with open(cpuinfo) as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return None
+    flags = set()
+    for line in lines:
+        key, _, value = line.partition(":")
+        if key.strip() in ("flags", "Features"):
+            flags.update(value.split())
+    return frozenset(flags) or None
+
+
+def check_bfloat16(flags: frozenset[str] | None) -> None:
+    """Raise ``ValueError`` if ``flags`` (``cpu_flags()``) show a CPU without bfloat16 arithmetic;
+    unknown flags (None) pass."""
+    if flags is not None and not flags & NATIVE_BFLOAT16_FLAGS:
+        raise ValueError(
+            f"--mixed_precision: this CPU ({platform.machine()}) has no bfloat16 arithmetic (none of "
+            f"{', '.join(sorted(NATIVE_BFLOAT16_FLAGS))} in /proc/cpuinfo). TensorFlow would emulate it, "
+            "~6.6x slower than float32 (MrCAR: 8 vs 53 images/s on an AVX2 CPU). Train in float32: drop --mixed_precision."
+        )
+
+
+def configure(threads: int | None, mixed_precision: bool, parallel_branches: bool = False, cpu_features: frozenset[str] | None = None) -> ThreadPlan:
+    """Apply the thread plan and, if asked, the ``mixed_bfloat16`` policy; call before any op runs.
+
+    Raises:
+        ValueError: ``mixed_precision`` on a CPU without bfloat16 arithmetic (``check_bfloat16``
+            of ``cpu_features``, by default this machine's ``cpu_flags()``).
+    """
     import keras
     import tensorflow as tf
 
+    if mixed_precision:
+        check_bfloat16(cpu_flags() if cpu_features is None else cpu_features)
     plan = thread_plan(threads, parallel_branches)
     tf.config.threading.set_intra_op_parallelism_threads(plan.intra_op)
     tf.config.threading.set_inter_op_parallelism_threads(plan.inter_op)

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from fer_keras.registry import get_model_entry, model_names
-from fer_keras.runtime import ThreadPlan, thread_plan
+from fer_keras.runtime import ThreadPlan, check_bfloat16, configure, cpu_flags, thread_plan
 
 
 def test_plan_per_kind_of_graph():
@@ -31,11 +31,32 @@ def test_configure_sets_tensorflow_thread_pools():
     code = (
         "import tensorflow as tf, keras\n"
         "from fer_keras.runtime import configure\n"
-        "plan = configure(2, True, parallel_branches=True)\n"
+        "plan = configure(2, True, parallel_branches=True, cpu_features=frozenset({'avx512_bf16'}))\n"
         "print(tf.config.threading.get_intra_op_parallelism_threads(), tf.config.threading.get_inter_op_parallelism_threads(), keras.mixed_precision.dtype_policy().name)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"))
     assert out.stdout.split()[-3:] == ["1", "2", "mixed_bfloat16"]
+
+
+def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\n")
+    assert cpu_flags(str(x86)) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
+    assert cpu_flags(str(arm)) == {"fp", "asimd", "sve", "bf16"}
+    assert cpu_flags(str(tmp_path / "absent")) is None
+
+
+def test_mixed_precision_is_refused_where_bfloat16_would_be_emulated():
+    """On an AVX2-only CPU bf16 is emulated, ~6.6x slower than float32: an error, not a crawl."""
+    for native in ({"avx2", "avx512f", "avx512_bf16"}, {"avx2", "amx_bf16"}, {"asimd", "bf16"}):
+        check_bfloat16(frozenset(native))
+    check_bfloat16(None)  # the system does not say: allowed
+    with pytest.raises(ValueError, match=r"no bfloat16 arithmetic .*drop --mixed_precision"):
+        check_bfloat16(frozenset({"avx", "avx2", "fma", "avx512f"}))
+    with pytest.raises(ValueError, match="drop --mixed_precision"):
+        configure(2, True, cpu_features=frozenset({"avx2"}))
 
 
 def test_the_architecture_is_read_from_a_keras_file_without_tensorflow(tmp_path):

@@ -48,9 +48,15 @@ def test_mirrored_two_devices_follows_the_single_device_loss_curve(fer2013_dir, 
     assert mirrored["history"][-1]["loss"] < mirrored["history"][0]["loss"]
     # The centre-loss state moved by the rule from statistics summed over both replicas:
     # the same centres as one device (to batch-norm differences), and far from the zero start.
+    # Batch norm normalises each replica's 16 images on their own, which moves every probability
+    # and so every centre a little: 12% of the centres' norm in all (one element of 49 by 0.053
+    # on an AVX2 CPU, under 0.05 on an AVX-512 one). Centres the mirrored loop left at zero would
+    # miss by 100%. (Summed vs averaged statistics cannot be told apart here: the rule divides by
+    # the class count, so both move the centres alike.)
     single_centers, mirrored_centers = np.array(single["centers"]), np.array(mirrored["centers"])
     assert np.abs(single_centers).max() > 0.05
-    np.testing.assert_allclose(mirrored_centers, single_centers, atol=0.05)
+    assert np.linalg.norm(mirrored_centers - single_centers) < 0.2 * np.linalg.norm(single_centers)
+    np.testing.assert_allclose(mirrored_centers, single_centers, atol=0.08)
 
 
 def test_multi_worker_two_processes_on_localhost(fer2013_dir, tmp_path):

@@ -33,7 +33,7 @@ flags.DEFINE_integer("seed", 0, "Seed of weights, data order and augmentation (m
 flags.DEFINE_bool("ten_crop", None, "Ten-crop test-time augmentation when scoring; --noten_crop: centre crop. Unset: as the "
                   "preset or the model's spec says (LBAN and MrCAR: ten-crop, as their papers test).")
 flags.DEFINE_integer("threads", None, THREADS_HELP)
-flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16: faster on CPUs with bfloat16 arithmetic (AVX512_BF16, AMX); an error elsewhere, where it would be emulated and ~6x slower than float32.")
+flags.DEFINE_bool("mixed_precision", False, "Train in mixed bfloat16: faster on CPUs with bfloat16 arithmetic (AVX512_BF16, AMX); an error elsewhere, where training ran ~6x slower than float32.")
 flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars.")
 
 

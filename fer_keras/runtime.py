@@ -9,10 +9,11 @@ per op and the branches side by side (327 vs 238 images/s, batch 32, bf16). A mo
 which it is (``ModelEntry.parallel_branches``); ``--threads`` says how many cores to use.
 
 Precision: ``mixed_bfloat16`` is fast only where the CPU computes in bfloat16 natively
-(x86 AVX512_BF16 or AMX-BF16, Arm BF16): MrCAR trains 1.3x faster than float32 there. Elsewhere
-TensorFlow emulates it, and it is ~6.6x *slower* than float32 (MrCAR, batch 32: 8 vs 53
-images/s on an AVX2-only AMD EPYC, ``benchmarks/RESULTS.md``), so ``configure`` refuses it
-with an error saying why rather than let a run crawl.
+(x86 AVX512_BF16 or AMX-BF16, Arm BF16): MrCAR trains 1.3x faster than float32 there. On an
+AVX2-only AMD EPYC a bfloat16 convolution runs at the float32 rate (138 vs 128 GFLOP/s,
+``benchmarks/bench_conv.py``) but the whole MrCAR training step ~6.6x *slower* than float32
+(batch 32: 8 vs 53 images/s, ``benchmarks/RESULTS.md``), so ``configure`` refuses it with an
+error saying why rather than let a run crawl.
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ def check_bfloat16(flags: frozenset[str] | None) -> None:
     if flags is not None and not flags & NATIVE_BFLOAT16_FLAGS:
         raise ValueError(
             f"--mixed_precision: this CPU ({platform.machine()}) has no bfloat16 arithmetic (none of "
-            f"{', '.join(sorted(NATIVE_BFLOAT16_FLAGS))} in /proc/cpuinfo). TensorFlow would emulate it, "
+            f"{', '.join(sorted(NATIVE_BFLOAT16_FLAGS))} in /proc/cpuinfo): training in mixed bfloat16 would run "
             "~6.6x slower than float32 (MrCAR: 8 vs 53 images/s on an AVX2 CPU). Train in float32: drop --mixed_precision."
         )
 

@@ -48,8 +48,8 @@ def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
     assert cpu_flags(str(tmp_path / "absent")) is None
 
 
-def test_mixed_precision_is_refused_where_bfloat16_would_be_emulated():
-    """On an AVX2-only CPU bf16 is emulated, ~6.6x slower than float32: an error, not a crawl."""
+def test_mixed_precision_is_refused_on_cpus_without_bfloat16_arithmetic():
+    """On an AVX2-only CPU a mixed-bf16 MrCAR step ran ~6.6x slower than float32: an error, not a crawl."""
     for native in ({"avx2", "avx512f", "avx512_bf16"}, {"avx2", "amx_bf16"}, {"asimd", "bf16"}):
         check_bfloat16(frozenset(native))
     check_bfloat16(None)  # the system does not say: allowed

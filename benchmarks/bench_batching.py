@@ -29,7 +29,6 @@ import concurrent.futures
 import datetime
 import os
 import pathlib
-import platform
 import re
 import signal
 import subprocess
@@ -38,6 +37,7 @@ import threading
 import time
 
 import numpy as np
+from fer_keras.runtime import cpu_model
 from bench_grpc import (
     ROOT,
     cell,
@@ -156,11 +156,9 @@ def measure(args, data: bytes) -> tuple[dict, dict]:
 
 def report(args, results: dict, batch_stats: dict, costs: dict, data: bytes, image_name: str, load: tuple):
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True, check=False).stdout.strip()
-    cpu_model = next((line.split(":", 1)[1].strip() for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
     import tensorflow as tf
 
-    print(f"\n{datetime.date.today()}, commit {commit}, {os.cpu_count()} CPUs ({cpu_model}), TF {tf.__version__}; CPU shared with "
+    print(f"\n{datetime.date.today()}, commit {commit}, {os.cpu_count()} CPUs ({cpu_model()}), TF {tf.__version__}; CPU shared with "
           f"training runs (load average {load[0]:.1f} at start, {load[1]:.1f} at end). {args.pairs} rounds, servers in "
           f"alternating order; batch-1 `serving_default` requests ({image_name}, {len(data)} B PNG), {args.requests} per "
           f"measurement after {args.warmup} warm-up requests; batching from `{args.batching_parameters_file}`.\n")

@@ -28,13 +28,13 @@ def main(argv):
     del argv
     import tensorflow as tf
 
-    from fer_keras.runtime import NATIVE_BFLOAT16_FLAGS, cpu_flags
+    from fer_keras.runtime import NATIVE_BFLOAT16_FLAGS, cpu_flags, cpu_model
 
     batch, height, width, channels = (int(v) for v in FLAGS.shape)
     flops = 2 * batch * height * width * channels * FLAGS.filters * 9
     features = cpu_flags()
     native = sorted(features & NATIVE_BFLOAT16_FLAGS) if features is not None else "unknown"
-    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs ({platform.machine()}); bfloat16 flags: {native or 'none'}")
+    print(f"TensorFlow {tf.__version__}, {os.cpu_count()} CPUs ({cpu_model()}, {platform.machine()}); bfloat16 flags: {native or 'none'}")
     print("| precision | ms per call (min-max) | GFLOP/s |\n|---|---:|---:|")
     for dtype in (tf.float32, tf.bfloat16):
         x = tf.cast(tf.random.normal([batch, height, width, channels]), dtype)

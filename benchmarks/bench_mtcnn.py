@@ -13,23 +13,13 @@ from __future__ import annotations
 import argparse
 import glob
 import os
-import platform
 import sys
 
 import numpy as np
 from PIL import Image
 from timing import timed
 
-
-def _cpu_model():
-    try:
-        with open("/proc/cpuinfo") as handle:
-            for line in handle:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+from fer_keras.runtime import cpu_model
 
 
 def main():
@@ -62,7 +52,7 @@ def main():
         (f"FER2013 48x48 ({len(fer48)})", fer48, [("single", single(fer48)), (f"batched x{args.batch_size}", batched(fer48, args.batch_size))]),
         (f"FER2013 upscaled 96x96 ({len(fer96)})", fer96, [("single", single(fer96)), (f"batched x{args.batch_size}", batched(fer96, args.batch_size))]),
     ]
-    print(f"python {sys.version.split()[0]}, TF {tf.__version__}, nproc {os.cpu_count()}, CPU {_cpu_model()}")
+    print(f"python {sys.version.split()[0]}, TF {tf.__version__}, nproc {os.cpu_count()}, CPU {cpu_model()}")
     print(f"repeats {args.repeats} (+1 warm-up), median (min-max)\n")
     print("| images | mode | images/s median | min | max |")
     print("|---|---|---:|---:|---:|")

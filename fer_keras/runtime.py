@@ -59,20 +59,29 @@ def thread_plan(threads: int | None, parallel_branches: bool) -> ThreadPlan:
 NATIVE_BFLOAT16_FLAGS = frozenset({"avx512_bf16", "amx_bf16", "bf16"})
 
 
-def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
-    """The CPU's feature flags (the ``flags`` lines on x86, ``Features`` on Arm), or None
-    where the system does not say (no such file, e.g. macOS and Windows)."""
+def _cpuinfo_values(keys: tuple[str, ...], cpuinfo: str) -> list[str] | None:
+    """The values of ``cpuinfo``'s ``key : value`` lines whose key is one of ``keys`` (one per
+    core), or None where there is no such file (macOS, Windows)."""
     try:
         with open(cpuinfo) as f:
             lines = f.read().splitlines()
     except OSError:
         return None
-    flags = set()
-    for line in lines:
-        key, _, value = line.partition(":")
-        if key.strip() in ("flags", "Features"):
-            flags.update(value.split())
-    return frozenset(flags) or None
+    return [value.strip() for key, _, value in (line.partition(":") for line in lines) if key.strip() in keys]
+
+
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> frozenset[str] | None:
+    """The CPU's feature flags (the ``flags`` lines on x86, ``Features`` on Arm), or None
+    where the system does not say."""
+    flags = frozenset(flag for value in _cpuinfo_values(("flags", "Features"), cpuinfo) or () for flag in value.split())
+    return flags or None
+
+
+def cpu_model(cpuinfo: str = "/proc/cpuinfo") -> str:
+    """The CPU's model name (x86 ``model name``), else ``platform.processor()``, else ``"unknown"``:
+    what the benchmarks print beside their figures."""
+    values = _cpuinfo_values(("model name",), cpuinfo)
+    return (values[0] if values else "") or platform.processor() or "unknown"
 
 
 def check_bfloat16(flags: frozenset[str] | None) -> None:

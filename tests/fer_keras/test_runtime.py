@@ -1,13 +1,14 @@
 """The thread plan: branchy models run ops side by side, others split each op (fer_keras.runtime)."""
 
 import os
+import platform
 import subprocess
 import sys
 
 import pytest
 
 from fer_keras.registry import get_model_entry, model_names
-from fer_keras.runtime import ThreadPlan, check_bfloat16, configure, cpu_flags, thread_plan
+from fer_keras.runtime import ThreadPlan, check_bfloat16, configure, cpu_flags, cpu_model, thread_plan
 
 
 def test_plan_per_kind_of_graph():
@@ -38,14 +39,17 @@ def test_configure_sets_tensorflow_thread_pools():
     assert out.stdout.split()[-3:] == ["1", "2", "mixed_bfloat16"]
 
 
-def test_cpu_flags_are_read_from_cpuinfo(tmp_path):
+def test_cpu_flags_and_model_are_read_from_cpuinfo(tmp_path):
     x86 = tmp_path / "x86"
-    x86.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\nprocessor\t: 1\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    x86.write_text("processor\t: 0\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n\n"
+                   "processor\t: 1\nmodel name\t: AMD EPYC\nflags\t\t: fpu avx2 avx512f avx512_bf16\n")
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd sve bf16\nCPU implementer\t: 0x41\n")
     assert cpu_flags(str(x86)) == {"fpu", "avx2", "avx512f", "avx512_bf16"}
     assert cpu_flags(str(arm)) == {"fp", "asimd", "sve", "bf16"}
     assert cpu_flags(str(tmp_path / "absent")) is None
+    assert cpu_model(str(x86)) == "AMD EPYC"
+    assert cpu_model(str(arm)) == cpu_model(str(tmp_path / "absent")) == (platform.processor() or "unknown")  # no model name line
 
 
 def test_mixed_precision_is_refused_on_cpus_without_bfloat16_arithmetic():
